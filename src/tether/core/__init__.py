@@ -1,0 +1,77 @@
+"""tether's sans-IO core: everything that decides, nothing that does I/O.
+
+Feed it user calls, whole WebSocket messages and the current time; drain what to send and
+what happened. Nothing here imports anyio, asyncio, trio, socket, ssl, select, time or
+random (a test enforces it), so it runs under any event loop, in simulations and in
+property-based tests. The shape of the API is described in ``specs/core.md``.
+"""
+
+from __future__ import annotations
+
+from ._backoff import backoff_delay, backoff_window
+from ._connection import Connection, DisconnectReason
+from ._errors import (
+    AckTimeout,
+    BufferFull,
+    ConnectError,
+    DecodeError,
+    Disconnected,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TetherError,
+)
+from ._events import (
+    AckFailed,
+    AckReceived,
+    CloseTransport,
+    ConnectFailed,
+    Event,
+    EventReceived,
+    MessageDropped,
+    OpenTransport,
+    ReconnectAttemptStarted,
+    ReconnectFailed,
+    Reconnected,
+    SocketConnected,
+    SocketDisconnected,
+    StateChanged,
+)
+from ._lifecycle import TRANSITIONS, State, Transition, Trigger
+from ._options import CoreOptions, OverflowPolicy
+
+__all__ = [
+    "TRANSITIONS",
+    "AckFailed",
+    "AckReceived",
+    "AckTimeout",
+    "BufferFull",
+    "CloseTransport",
+    "ConnectError",
+    "ConnectFailed",
+    "Connection",
+    "CoreOptions",
+    "DecodeError",
+    "Disconnected",
+    "DisconnectReason",
+    "Event",
+    "EventReceived",
+    "LocalProtocolError",
+    "MessageDropped",
+    "OpenTransport",
+    "OverflowPolicy",
+    "ProtocolError",
+    "ReconnectAttemptStarted",
+    "ReconnectFailed",
+    "Reconnected",
+    "RemoteProtocolError",
+    "SocketConnected",
+    "SocketDisconnected",
+    "State",
+    "StateChanged",
+    "TetherError",
+    "Transition",
+    "Trigger",
+    "backoff_delay",
+    "backoff_window",
+]

@@ -1,0 +1,150 @@
+"""The connection lifecycle: every state rule of tether, as one table.
+
+Theory of operation
+-------------------
+
+A client is always in exactly one of five states::
+
+    IDLE          made, never opened
+    CONNECTING    the first attempt after ``open()`` is in flight
+    CONNECTED     the namespace CONNECT reply arrived; a Socket.IO sid is known
+    RECONNECTING  the connection was lost (or the first attempt failed) and the client is
+                  recovering: waiting out a backoff delay or running a retry attempt
+    CLOSED        closed on purpose (by the user, by the server, by a refusal) or given up;
+                  nothing happens until ``open()``
+
+The table below (:data:`TRANSITIONS`) is the only place where a state may change. It is data:
+``transitions.Machine`` enforces it (``auto_transitions=False``, so no implicit "to_X"
+triggers exist, and any trigger that is not listed for the current state raises), and
+``specs/lifecycle.md`` holds the same table with a Mermaid diagram drawn from it; a test
+fails if the two disagree. Nothing else in tether assigns a state.
+
+The machine is deliberately small: timers, backoff and buffers are not states. They live in
+:mod:`tether.core._connection`, which decides *which* trigger to fire; this module only says
+whether that trigger is legal from where we are. We use no ``transitions`` callbacks,
+conditions, timers or async extensions: time stays an input of the core.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from transitions import Machine, MachineError
+
+from ._errors import LocalProtocolError
+
+__all__ = ["TRANSITIONS", "Lifecycle", "State", "Transition", "Trigger"]
+
+
+class State(enum.Enum):
+    """The five lifecycle states (contract 2.2, ``rt.state``)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+    def __repr__(self) -> str:
+        return f"State.{self.name}"
+
+
+class Trigger(enum.Enum):
+    """The inputs that move the lifecycle. Named as what happened."""
+
+    #: ``open()`` by the user.
+    OPEN = "open"
+    #: The namespace CONNECT reply arrived (Socket.IO v5 "CONNECT" from the server).
+    CONNECT_SUCCEEDED = "connect_succeeded"
+    #: A connected session was lost for a retryable reason (transport close/error,
+    #: ping timeout, parse error) and reconnection is enabled.
+    CONNECTION_LOST = "connection_lost"
+    #: An attempt failed for a retryable reason and another attempt is allowed.
+    ATTEMPT_FAILED = "attempt_failed"
+    #: ``close()`` by the user.
+    CLOSE = "close"
+    #: The session ended for a reason that must not be retried: the server disconnected us,
+    #: the server refused the namespace CONNECT, reconnection is disabled, or the reconnect
+    #: attempts are exhausted.
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of the lifecycle table."""
+
+    trigger: Trigger
+    sources: tuple[State, ...]
+    dest: State
+
+
+_S = State
+_T = Trigger
+
+#: The lifecycle table. Order matters only for the rendered docs.
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition(_T.OPEN, (_S.IDLE, _S.CLOSED), _S.CONNECTING),
+    Transition(_T.CONNECT_SUCCEEDED, (_S.CONNECTING, _S.RECONNECTING), _S.CONNECTED),
+    Transition(_T.CONNECTION_LOST, (_S.CONNECTED,), _S.RECONNECTING),
+    # A failed first attempt is retried like a lost connection (socket.io-client's
+    # maybeReconnectOnOpen); a failed retry stays in RECONNECTING with a new delay.
+    Transition(_T.ATTEMPT_FAILED, (_S.CONNECTING, _S.RECONNECTING), _S.RECONNECTING),
+    Transition(_T.CLOSE, (_S.IDLE, _S.CONNECTING, _S.CONNECTED, _S.RECONNECTING), _S.CLOSED),
+    Transition(_T.END, (_S.CONNECTING, _S.CONNECTED, _S.RECONNECTING), _S.CLOSED),
+)
+
+
+class _Model:
+    """The object ``transitions`` attaches its trigger methods and ``state`` to."""
+
+    state: State
+
+
+class Lifecycle:
+    """The lifecycle table, enforced.
+
+    ``fire(trigger)`` moves to the table's destination and returns ``(previous, current)``;
+    a trigger the table does not list for the current state raises
+    :class:`~tether.core.LocalProtocolError` naming both, and leaves the state unchanged.
+    """
+
+    __slots__ = ("_machine", "_model")
+
+    def __init__(self) -> None:
+        self._model = _Model()
+        self._machine = Machine(
+            model=self._model,
+            states=list(State),
+            initial=State.IDLE,
+            transitions=[
+                {
+                    "trigger": row.trigger.value,
+                    "source": list(row.sources),
+                    "dest": row.dest,
+                }
+                for row in TRANSITIONS
+            ],
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=False,
+        )
+
+    @property
+    def state(self) -> State:
+        return self._model.state
+
+    def allows(self, trigger: Trigger) -> bool:
+        """Whether the table lists ``trigger`` for the current state."""
+        return trigger.value in self._machine.get_triggers(self._model.state)
+
+    def fire(self, trigger: Trigger) -> tuple[State, State]:
+        previous = self._model.state
+        try:
+            self._machine.events[trigger.value].trigger(self._model)
+        except MachineError:
+            raise LocalProtocolError(
+                f"the lifecycle does not allow {trigger.value!r} in state {previous.value!r}"
+            ) from None
+        return previous, self._model.state
