@@ -655,6 +655,61 @@ def test_message_sequence_fuzz(messages: list[str | bytes]) -> None:
         assert decoder.awaiting_attachments >= 0
 
 
+def test_fast_path_agrees_with_the_general_decoder() -> None:
+    # feed_text short-cuts `2[...]`; the general decoder must reach the same verdicts.
+    for text in ['2["m",1,{"a":[true]}]', "2[1.5]", "2[]", '2["connect"]', "2[true]", "2[x"]:
+        outcomes: list[Packet | str | None] = []
+        for decode_text in (PacketDecoder().feed_text, PacketDecoder()._feed_text):
+            try:
+                outcomes.append(decode_text(text))
+            except DecodeError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], text
+
+
+# --------------------------------------------------------------------------------------------
+# Interoperability with python-socketio's own codec (socketio/packet.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _to_python_socketio(packet: Packet) -> Any:
+    from socketio import packet as sio_packet  # noqa: PLC0415 - only these tests need it
+
+    namespace = None if packet.namespace == "/" else packet.namespace
+    return sio_packet.Packet(int(packet.type), packet.data, namespace, packet.id)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_packets())
+def test_python_socketio_encoder_to_our_decoder(packet: Packet) -> None:
+    encoded = _to_python_socketio(packet).encode()
+    text, *attachments = encoded if isinstance(encoded, list) else [encoded]
+    assert decode(text, *attachments) == packet
+
+
+@settings(max_examples=100, deadline=None)
+@given(_packets().filter(lambda packet: "?" not in packet.namespace))
+def test_our_encoder_to_python_socketio_decoder(packet: Packet) -> None:
+    from socketio import packet as sio_packet  # noqa: PLC0415 - only these tests need it
+
+    text, attachments = encode_packet(packet)
+    theirs = sio_packet.Packet(encoded_packet=text)
+    assert theirs.attachment_count == len(attachments)
+    for attachment in attachments:
+        theirs.add_attachment(attachment)
+    # python-socketio keeps BINARY_EVENT/BINARY_ACK as the decoded type; we fold them.
+    assert {5: 2, 6: 3}.get(theirs.packet_type, theirs.packet_type) == packet.type
+    assert (theirs.namespace or "/", theirs.data, theirs.id) == (
+        packet.namespace,
+        packet.data,
+        packet.id,
+    )
+    if text.isascii():
+        # Byte-identical, too, whenever python-socketio's ensure_ascii=True changes nothing.
+        expected = [text, *attachments] if attachments else text
+        assert _to_python_socketio(packet).encode() == expected
+
+
 # --------------------------------------------------------------------------------------------
 # Module hygiene
 # --------------------------------------------------------------------------------------------
