@@ -136,7 +136,7 @@ def _check_event_data(data: Any) -> None:
     non-reserved string or a number. ``bool`` is not a number here, as in JavaScript.
     """
     if not isinstance(data, (list, tuple)) or not data:
-        raise ValueError(f"EVENT data must be a non-empty list [name, *args], got {data!r}")
+        raise ValueError(f"EVENT data must be a non-empty list [name, *args], got {_preview(data)}")
     name = data[0]
     if isinstance(name, str):
         if name in RESERVED_EVENTS:
@@ -189,7 +189,7 @@ def encode_packet(packet: Packet) -> tuple[str, list[bytes]]:
         text_type, binary_type = "2", "5"
     elif ptype in (_ACK, _BINARY_ACK):
         if not isinstance(data, (list, tuple)):
-            raise ValueError(f"ACK data must be a list of arguments, got {data!r}")
+            raise ValueError(f"ACK data must be a list of arguments, got {_preview(data)}")
         text_type, binary_type = "3", "6"
     else:
         if ptype == _CONNECT:
@@ -203,7 +203,7 @@ def encode_packet(packet: Packet) -> tuple[str, list[bytes]]:
         else:
             raise ValueError(f"unknown packet type {ptype!r}")
         if not valid:
-            raise ValueError(f"invalid {PacketType(ptype).name} payload: {data!r}")
+            raise ValueError(f"invalid {PacketType(ptype).name} payload: {_preview(data)}")
         json_text = "" if data is None else dumps(data)
         return f"{ptype:d}{namespace_field}{ack_field}{json_text}", []
 
