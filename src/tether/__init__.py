@@ -1,0 +1,45 @@
+"""tether: a Socket.IO realtime client for asyncio and trio that stays connected.
+
+::
+
+    async with tether.RealtimeClient("https://rt.example.com", auth={"token": t}) as rt:
+        rt.on_connect(lambda: print("Connected"))
+        await rt.wait_connected()
+        rt.join("technology-chat")
+        rt.send("technology-chat", "chat-message", {"text": "hi"})
+
+The sans-IO core lives in :mod:`tether.core`; the transports in :mod:`tether.transport`.
+"""
+
+from __future__ import annotations
+
+from ._client import EventsOverflow, Member, RealtimeClient, StateChange
+from .core import (
+    AckTimeout,
+    BufferFull,
+    ConnectError,
+    Disconnected,
+    DisconnectReason,
+    OverflowPolicy,
+    ProtocolError,
+    State,
+    TetherError,
+)
+
+__all__ = [
+    "AckTimeout",
+    "BufferFull",
+    "ConnectError",
+    "DisconnectReason",
+    "Disconnected",
+    "EventsOverflow",
+    "Member",
+    "OverflowPolicy",
+    "ProtocolError",
+    "RealtimeClient",
+    "State",
+    "StateChange",
+    "TetherError",
+]
+
+__version__ = "0.1.0"

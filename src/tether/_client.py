@@ -1,0 +1,779 @@
+"""The driver: :class:`RealtimeClient` runs the sans-IO core on anyio (asyncio or trio).
+
+Theory of operation
+-------------------
+
+The core (:class:`tether.core.Connection`) decides everything; this module only moves data
+and time in and out of it. After **every** call into the core, :meth:`RealtimeClient._pump`
+drains the core's outbox and events:
+
+* outgoing messages go to the current transport *session*'s write queue;
+* ``OpenTransport`` starts a session task (credentials → connect → reader + writer);
+* ``CloseTransport`` tells that session to flush what it has queued and close;
+* facts for the user (connect, disconnect, events ...) go to the dispatcher's queue, except
+  the bookkeeping that must be immediate (ack results, ``wait_connected`` wake-ups);
+* if the core's next deadline moved earlier, the timer task is woken.
+
+One anyio task group per client holds: the timer task, the dispatcher task and one task per
+transport session (which itself runs a reader and a writer). Listener calls run only in the
+dispatcher, never on the reader, so a slow listener cannot delay a pong (contract 2.3); the
+dispatcher's queue is bounded, and when it is full the reader stops reading (TCP
+backpressure) rather than letting memory grow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import random
+import ssl as _ssl
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.abc
+
+from ._listeners import Listener, ListenerRegistry
+from ._url import build_websocket_url, redact_url
+from .core import (
+    AckFailed,
+    AckReceived,
+    CloseTransport,
+    ConnectError,
+    ConnectFailed,
+    Connection,
+    CoreOptions,
+    EventReceived,
+    MessageDropped,
+    OpenTransport,
+    OverflowPolicy,
+    ReconnectAttemptStarted,
+    ReconnectFailed,
+    Reconnected,
+    SocketConnected,
+    SocketDisconnected,
+    State,
+    StateChanged,
+    TetherError,
+)
+from .transport import Connector, Transport, TransportError, WebSocketConnector
+
+__all__ = ["EventsOverflow", "Member", "RealtimeClient", "StateChange"]
+
+logger = logging.getLogger("tether")
+
+#: ``on_state_change`` receives the core's :class:`~tether.core.StateChanged` fact.
+StateChange = StateChanged
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How many user-facing events may wait for the dispatcher before the reader pauses.
+DISPATCH_QUEUE_LIMIT: Final = 10_000
+#: How long ``aclose()`` lets the dispatcher deliver the last events (disconnect ...).
+CLOSE_DRAIN_TIMEOUT: Final = 5.0
+
+_LIFECYCLE_EVENTS: Final = {
+    SocketConnected: "connect",
+    SocketDisconnected: "disconnect",
+    ConnectFailed: "connect_error",
+    ReconnectAttemptStarted: "reconnect_attempt",
+    Reconnected: "reconnect",
+    ReconnectFailed: "reconnect_failed",
+    StateChanged: "state_change",
+    MessageDropped: "buffer_overflow",
+}
+
+AuthSource = Mapping[str, Any] | Callable[[], Any] | None
+StrMapSource = Mapping[str, str] | Callable[[], Any] | None
+
+
+class EventsOverflow(TetherError):
+    """An ``events()`` iterator's queue overflowed: its consumer fell behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A channel member as ``get_members`` returns it: the sid and the shared profile."""
+
+    id: str
+    data: Any
+
+
+class _Session:
+    """One transport: from connecting to closed. Owned by one task."""
+
+    __slots__ = ("attempt", "closing", "outgoing", "scope", "token", "transport", "wake")
+
+    def __init__(self, token: int, attempt: int) -> None:
+        self.token = token
+        self.attempt = attempt
+        self.transport: Transport | None = None
+        self.outgoing: list[str | bytes] = []
+        self.wake = anyio.Event()
+        self.closing = False
+        self.scope = anyio.CancelScope()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is None:
+            self.scope.cancel()  # still connecting: abandon the attempt
+        else:
+            self.wake.set()  # the writer flushes what is queued, then the session ends
+
+
+class _CallWaiter:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: tuple[Any, ...] = ()
+        self.error: BaseException | None = None
+
+
+class _EventStream:
+    """The queue behind one ``events()`` iterator."""
+
+    __slots__ = ("names", "overflowed", "queue", "size", "wake")
+
+    def __init__(self, names: frozenset[str], size: int) -> None:
+        self.names = names
+        self.size = size
+        self.queue: deque[tuple[str, tuple[Any, ...]]] = deque()
+        self.wake = anyio.Event()
+        self.overflowed = False
+
+    def push(self, name: str, args: tuple[Any, ...]) -> None:
+        if self.names and name not in self.names:
+            return
+        if len(self.queue) >= self.size:
+            self.overflowed = True
+        else:
+            self.queue.append((name, args))
+        self.wake.set()
+
+
+class RealtimeClient:
+    """A Socket.IO client that stays connected: ``async with RealtimeClient(url) as rt``.
+
+    See the contract (README, "Options") for every option. The client is not thread-safe:
+    use it from the event loop that entered it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        path: str = "/socket.io/",
+        namespace: str = "/",
+        auth: AuthSource = None,
+        headers: StrMapSource = None,
+        query: StrMapSource = None,
+        reconnection: bool = True,
+        reconnection_attempts: int | None = None,
+        reconnection_delay: float = 1.0,
+        reconnection_delay_max: float = 5.0,
+        randomization_factor: float = 0.5,
+        timeout: float = 20.0,
+        auto_connect: bool = True,
+        buffer_messages: bool = True,
+        max_buffered: int = 10_000,
+        max_buffered_bytes: int = 16 * 1024 * 1024,
+        overflow: OverflowPolicy | str = OverflowPolicy.RAISE,
+        echo_messages: bool = True,
+        auto_join_channels: bool = True,
+        ssl: _ssl.SSLContext | None = None,
+        max_message_size: int = 1_000_000,
+        transport: Connector | None = None,
+    ) -> None:
+        # Validate everything here, at the caller's line (contract 2.1).
+        static_query = query if isinstance(query, Mapping) else None
+        build_websocket_url(url, path=path, query=_as_str_map(static_query, "query"))
+        self._url = url
+        self._path = path
+        self._auth = _check_source(auth, "auth")
+        self._headers = _check_source(headers, "headers")
+        self._query = _check_source(query, "query")
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
+        self._ssl = ssl
+        if isinstance(max_message_size, bool) or not isinstance(max_message_size, int):
+            raise TypeError("max_message_size must be an int")
+        if max_message_size < 1:
+            raise ValueError(f"max_message_size must be >= 1, got {max_message_size}")
+        self._max_message_size = max_message_size
+        self._auto_connect = bool(auto_connect)
+        self._connector: Connector = transport if transport is not None else WebSocketConnector()
+        self._core = Connection(
+            CoreOptions(
+                namespace=namespace,
+                reconnection=reconnection,
+                reconnection_attempts=reconnection_attempts,
+                reconnection_delay=reconnection_delay,
+                reconnection_delay_max=reconnection_delay_max,
+                randomization_factor=randomization_factor,
+                timeout=timeout,
+                buffer_messages=buffer_messages,
+                max_buffered=max_buffered,
+                max_buffered_bytes=max_buffered_bytes,
+                overflow=OverflowPolicy(overflow),
+                echo_messages=echo_messages,
+                auto_join_channels=auto_join_channels,
+            ),
+            random=random.Random().random,
+        )
+        self._listeners = ListenerRegistry()
+        self._user_event_listeners: list[Listener] = []
+        self._streams: list[_EventStream] = []
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._session: _Session | None = None
+        self._sessions_running = 0
+        self._sessions_done = anyio.Event()
+        self._timer_target = math.inf
+        self._timer_wake = anyio.Event()
+        self._dispatch: deque[Any] = deque()
+        self._dispatch_wake = anyio.Event()
+        self._dispatch_space = anyio.Event()
+        self._dispatch_idle = anyio.Event()
+        self._changed = anyio.Event()
+        self._final_error: ConnectError | None = None
+        self._calls: dict[int, _CallWaiter] = {}
+
+    def __repr__(self) -> str:
+        # Never the query, headers or auth: they may hold secrets (contract 2.6).
+        return f"<RealtimeClient {redact_url(self._url)} state={self.state.value}>"
+
+    # ------------------------------------------------------------------ context manager
+
+    async def __aenter__(self) -> RealtimeClient:
+        if self._task_group is not None:
+            raise RuntimeError("this RealtimeClient is already entered")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._timer_loop, name="tether timer")
+        task_group.start_soon(self._dispatch_loop, name="tether dispatcher")
+        if self._auto_connect:
+            self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            task_group.cancel_scope.cancel()
+            self._task_group = None
+        return await task_group.__aexit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------ connection management
+
+    @property
+    def state(self) -> State:
+        return self._core.state
+
+    def is_connected(self) -> bool:
+        return self._core.is_connected
+
+    @property
+    def socket_id(self) -> str | None:
+        return self._core.sid
+
+    def get_socket_id(self) -> str | None:
+        return self._core.sid
+
+    @property
+    def recovered(self) -> bool:
+        """Whether the last connect restored the previous session (connection state recovery)."""
+        return self._core.recovered
+
+    @property
+    def buffered(self) -> int:
+        """How many messages wait in the offline buffer."""
+        return self._core.buffered
+
+    def open(self) -> None:
+        """Start connecting from ``idle`` or ``closed``; idempotent otherwise. Non-blocking."""
+        if self._task_group is None:
+            raise RuntimeError("enter the client first: `async with RealtimeClient(...) as rt`")
+        self._final_error = None
+        self._core.open(now=anyio.current_time())
+        self._pump()
+
+    def close(self) -> None:
+        """Close on purpose and stay closed until :meth:`open`. Idempotent, non-blocking."""
+        self._core.close(now=self._now())
+        self._pump()
+
+    async def aclose(self) -> None:
+        """Close and wait until the transport is gone and the last events were delivered."""
+        self.close()
+        if self._sessions_running:
+            await self._sessions_done.wait()
+        with anyio.move_on_after(CLOSE_DRAIN_TIMEOUT):
+            while self._dispatch:
+                await self._dispatch_idle.wait()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Return once connected; raise :class:`ConnectError` when the server refuses or the
+        reconnect attempts are exhausted, ``TimeoutError`` after ``timeout`` seconds."""
+        with anyio.fail_after(timeout):
+            while True:
+                if self._core.is_connected:
+                    return
+                if self._final_error is not None and self._core.state is State.CLOSED:
+                    raise self._final_error
+                await self._changed.wait()
+
+    # ------------------------------------------------------------------ listeners
+
+    def on(self, event: str, fn: F | None = None) -> Any:
+        """Call ``fn(*args)`` for every ``event``; usable as ``@rt.on("name")``."""
+        if fn is None:
+            return lambda f: self.on(event, f)
+        self._listeners.add(event, fn)
+        return fn
+
+    def once(self, event: str, fn: F | None = None) -> Any:
+        if fn is None:
+            return lambda f: self.once(event, f)
+        self._listeners.add(event, fn, once=True)
+        return fn
+
+    def off(self, event: str | None = None, fn: Listener | None = None) -> None:
+        self._listeners.remove(event, fn)
+
+    def on_any(self, fn: F) -> F:
+        """Call ``fn(event, *args)`` for every incoming server event."""
+        self._listeners.add_any(fn)
+        return fn
+
+    def off_any(self, fn: Listener | None = None) -> None:
+        self._listeners.remove_any(fn)
+
+    def listeners(self, event: str) -> list[Listener]:
+        return self._listeners.listeners(event)
+
+    def on_connect(self, fn: F) -> F:
+        return self.on("connect", fn)  # type: ignore[no-any-return]
+
+    def on_disconnect(self, fn: F) -> F:
+        return self.on("disconnect", fn)  # type: ignore[no-any-return]
+
+    def on_error(self, fn: F) -> F:
+        return self.on("connect_error", fn)  # type: ignore[no-any-return]
+
+    def on_reconnect_attempt(self, fn: F) -> F:
+        return self.on("reconnect_attempt", fn)  # type: ignore[no-any-return]
+
+    def on_reconnect(self, fn: F) -> F:
+        return self.on("reconnect", fn)  # type: ignore[no-any-return]
+
+    def on_reconnect_failed(self, fn: F) -> F:
+        return self.on("reconnect_failed", fn)  # type: ignore[no-any-return]
+
+    def on_state_change(self, fn: F) -> F:
+        return self.on("state_change", fn)  # type: ignore[no-any-return]
+
+    def on_join(self, fn: F) -> F:
+        return self.on("channel:join", fn)  # type: ignore[no-any-return]
+
+    def on_leave(self, fn: F) -> F:
+        return self.on("channel:leave", fn)  # type: ignore[no-any-return]
+
+    def on_update(self, fn: F) -> F:
+        return self.on("channel:update", fn)  # type: ignore[no-any-return]
+
+    def on_user_event(self, fn: F) -> F:
+        """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
+        if not callable(fn):
+            raise TypeError("listener must be callable")
+        self._user_event_listeners.append(fn)
+        return fn
+
+    async def events(self, *names: str, max_queued: int = 1000) -> AsyncIterator[tuple[str, tuple[Any, ...]]]:
+        """Iterate over incoming events as ``(name, args)``, all or only ``names``.
+
+        The queue holds ``max_queued`` events; when the consumer falls further behind, the
+        iteration raises :class:`EventsOverflow` instead of growing without bound or
+        silently dropping events.
+        """
+        stream = _EventStream(frozenset(names), max_queued)
+        self._streams.append(stream)
+        try:
+            while True:
+                while stream.queue:
+                    yield stream.queue.popleft()
+                if stream.overflowed:
+                    raise EventsOverflow(f"more than {max_queued} events were waiting")
+                stream.wake = anyio.Event()
+                await stream.wake.wait()
+        finally:
+            self._streams.remove(stream)
+
+    # ------------------------------------------------------------------ messages
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with JSON/bytes ``args``; buffered while not connected. Non-blocking."""
+        self._core.emit(event, *args, now=self._now())
+        self._pump()
+
+    async def call(self, event: str, *args: Any, timeout: float | None = 30.0) -> Any:
+        """Emit with an acknowledgement and return the ack's value (a tuple if several).
+
+        Raises :class:`tether.AckTimeout`, :class:`tether.Disconnected` or
+        :class:`tether.BufferFull`.
+        """
+        call_id = self._core.call(event, *args, timeout=timeout, now=self._now())
+        waiter = _CallWaiter()
+        self._calls[call_id] = waiter
+        try:
+            self._pump()
+            await waiter.done.wait()
+        finally:
+            self._calls.pop(call_id, None)
+        if waiter.error is not None:
+            raise waiter.error
+        result = waiter.result
+        if not result:
+            return None
+        return result[0] if len(result) == 1 else result
+
+    # --- channels (contract 2.4) ---------------------------------------------------------
+
+    def join(self, channel: str, echo: bool | None = None) -> None:
+        self._core.join(channel, echo, now=self._now())
+        self._pump()
+
+    def leave(self, channel: str, echo: bool | None = None) -> None:
+        self._core.leave(channel, echo, now=self._now())
+        self._pump()
+
+    def send(self, channel: str, event: str, message: Any, echo: bool | None = None) -> None:
+        self._core.send(channel, event, message, echo, now=self._now())
+        self._pump()
+
+    def broadcast(self, event: str, message: Any, echo: bool | None = None) -> None:
+        self._core.broadcast(event, message, echo, now=self._now())
+        self._pump()
+
+    def update_profile(self, data: Any, echo: bool | None = None) -> None:
+        self._core.update_profile(data, echo, now=self._now())
+        self._pump()
+
+    async def get_members(self, channel: str, *, timeout: float | None = 30.0) -> list[Member]:
+        """The members of ``channel`` across the hub, with their profiles."""
+        if not isinstance(channel, str) or not channel:
+            raise ValueError("channel name must be a non-empty str")
+        reply = await self.call("members", {"channel": channel}, timeout=timeout)
+        if isinstance(reply, dict) and "error" in reply:
+            raise TetherError(f"members: {reply['error']}")
+        if not isinstance(reply, list):
+            raise TetherError("members: the server's reply is not a list")
+        return [
+            Member(str(item.get("id")), item.get("data"))
+            for item in reply
+            if isinstance(item, dict)
+        ]
+
+    # ------------------------------------------------------------------ the pump
+
+    def _now(self) -> float:
+        # Before the client is entered there is no event loop to ask; the core only uses the
+        # time for deadlines of a connection that cannot exist yet.
+        try:
+            return anyio.current_time()
+        except Exception:
+            return 0.0
+
+    def _pump(self) -> None:
+        """Drain the core after a call into it. Runs on every message: keep it lean."""
+        core = self._core
+        data = core.data_to_send()
+        if data:
+            session = self._session
+            if session is not None and not session.closing:
+                session.outgoing.extend(data)
+                session.wake.set()
+        events = core.drain_events()
+        if events:
+            self._handle_events(events)
+        deadline = core.next_deadline()
+        if deadline is not None and deadline < self._timer_target:
+            self._timer_wake.set()
+
+    def _handle_events(self, events: list[Any]) -> None:
+        dispatch = self._dispatch
+        lifecycle = False
+        for event in events:
+            kind = type(event)
+            if kind is EventReceived:
+                dispatch.append(event)
+            elif kind is AckReceived:
+                waiter = self._calls.get(event.call_id)
+                if waiter is not None:
+                    waiter.result = event.args
+                    waiter.done.set()
+            elif kind is AckFailed:
+                waiter = self._calls.get(event.call_id)
+                if waiter is not None:
+                    waiter.error = event.error
+                    waiter.done.set()
+            elif kind is OpenTransport:
+                self._start_session(event)
+            elif kind is CloseTransport:
+                session = self._session
+                if session is not None and session.token == event.token:
+                    self._session = None
+                    session.close()
+            else:
+                lifecycle = True
+                if kind is ConnectFailed and event.error.refused:
+                    self._final_error = event.error
+                elif kind is ReconnectFailed:
+                    self._final_error = ConnectError("reconnect failed: attempts exhausted")
+                dispatch.append(event)
+        if dispatch:
+            self._dispatch_wake.set()
+        if lifecycle:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _timer_loop(self) -> None:
+        core = self._core
+        while True:
+            deadline = core.next_deadline()
+            self._timer_target = math.inf if deadline is None else deadline
+            self._timer_wake = anyio.Event()
+            if deadline is not None and anyio.current_time() >= deadline:
+                core.handle_timer(now=anyio.current_time())
+                self._pump()
+                continue
+            with anyio.move_on_at(self._timer_target):
+                await self._timer_wake.wait()
+
+    def _start_session(self, event: OpenTransport) -> None:
+        assert self._task_group is not None
+        session = _Session(event.token, event.attempt)
+        self._session = session
+        self._sessions_running += 1
+        self._task_group.start_soon(self._run_session, session, name=f"tether transport {event.token}")
+
+    async def _run_session(self, session: _Session) -> None:
+        try:
+            with session.scope:
+                await self._connect_and_serve(session)
+        finally:
+            transport = session.transport
+            if transport is not None:
+                with anyio.CancelScope(shield=True):
+                    await transport.aclose()
+            if self._session is session:
+                self._session = None
+            self._sessions_running -= 1
+            if not self._sessions_running:
+                self._sessions_done.set()
+                self._sessions_done = anyio.Event()
+
+    async def _connect_and_serve(self, session: _Session) -> None:
+        core = self._core
+        token = session.token
+        try:
+            auth = await _resolve(self._auth, "auth")
+            headers = _as_str_map(await _resolve(self._headers, "headers"), "headers")
+            query = _as_str_map(await _resolve(self._query, "query"), "query")
+            if auth is not None and not isinstance(auth, Mapping):
+                raise TypeError(f"auth must be a dict, got {type(auth).__name__}")
+            url = build_websocket_url(self._url, path=self._path, query=query)
+        except Exception as exc:
+            # A failing or ill-typed auth/headers/query callable: report it as this attempt's
+            # error, without its text (it may quote a secret).
+            logger.warning("tether: credentials for attempt failed: %s", type(exc).__name__)
+            core.transport_failed(token, f"credentials failed: {type(exc).__name__}", now=self._now())
+            self._pump()
+            return
+        try:
+            transport = await self._connector.connect(
+                url,
+                headers=list((headers or {}).items()),
+                ssl_context=self._ssl,
+                max_message_size=self._max_message_size,
+            )
+        except TransportError as exc:
+            core.transport_failed(token, str(exc), now=self._now())
+            self._pump()
+            return
+        session.transport = transport
+        if session.closing:
+            return
+        core.transport_opened(token, auth, now=self._now())
+        self._pump()
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._read_loop, session, transport)
+            await self._write_loop(session, transport)
+            task_group.cancel_scope.cancel()
+
+    async def _write_loop(self, session: _Session, transport: Transport) -> None:
+        while True:
+            await session.wake.wait()
+            session.wake = anyio.Event()
+            batch = session.outgoing
+            if batch:
+                session.outgoing = []
+                try:
+                    await transport.send_many(batch)
+                except TransportError as exc:
+                    self._transport_lost(session, exc.reason)
+                    return
+            if session.closing:
+                return
+
+    async def _read_loop(self, session: _Session, transport: Transport) -> None:
+        core = self._core
+        receive = transport.receive
+        current_time = anyio.current_time
+        pump = self._pump
+        try:
+            while True:
+                message = await receive()
+                if session.closing:
+                    return
+                core.receive(message, now=current_time())
+                pump()
+                if len(self._dispatch) >= DISPATCH_QUEUE_LIMIT:
+                    # Backpressure: stop reading until the listeners catch up.
+                    self._dispatch_space = anyio.Event()
+                    await self._dispatch_space.wait()
+        except TransportError as exc:
+            self._transport_lost(session, exc.reason)
+        except Exception:  # a bug in tether: never let it escape into the user's task group
+            logger.exception("tether: internal error on the receive path")
+            self._transport_lost(session, "transport error")
+
+    def _transport_lost(self, session: _Session, reason: str) -> None:
+        if session.closing:
+            return
+        if self._session is session:
+            self._session = None
+        session.closing = True
+        session.wake.set()
+        self._core.transport_closed(session.token, reason, now=self._now())
+        self._pump()
+
+    async def _dispatch_loop(self) -> None:
+        dispatch = self._dispatch
+        while True:
+            if not dispatch:
+                self._dispatch_idle.set()
+                self._dispatch_idle = anyio.Event()
+                self._dispatch_space.set()
+                self._dispatch_wake = anyio.Event()
+                await self._dispatch_wake.wait()
+                continue
+            event = dispatch.popleft()
+            if len(dispatch) < DISPATCH_QUEUE_LIMIT // 2:
+                self._dispatch_space.set()
+            if type(event) is EventReceived:
+                await self._deliver_event(event)
+            else:
+                await self._deliver_lifecycle(event)
+
+    async def _deliver_lifecycle(self, event: Any) -> None:
+        name = _LIFECYCLE_EVENTS[type(event)]
+        kind = type(event)
+        if kind is SocketConnected:
+            args: tuple[Any, ...] = ()
+        elif kind is SocketDisconnected:
+            args = (event.reason,)
+        elif kind is ConnectFailed:
+            args = (event.error,)
+        elif kind is ReconnectAttemptStarted or kind is Reconnected:
+            args = (event.attempt,)
+        elif kind is ReconnectFailed:
+            args = ()
+        else:  # StateChanged, MessageDropped
+            args = (event,)
+        for fn in self._listeners.take(name):
+            await _call_listener(fn, args, name)
+
+    async def _deliver_event(self, event: EventReceived) -> None:
+        name = event.name
+        args = event.args
+        for fn in self._listeners.any_listeners():
+            await _call_listener(fn, (name, *args), name)
+        if name.startswith("user:"):
+            for fn in list(self._user_event_listeners):
+                await _call_listener(fn, (name, args[0] if args else None), name)
+        reply: Any = None
+        for fn in self._listeners.take(name):
+            value = await _call_listener(fn, args, name)
+            if reply is None:
+                reply = value
+        for stream in self._streams:
+            stream.push(name, args)
+        if event.ack_id is not None:
+            # The server asked for an ack: answer with the first listener's return value
+            # (a tuple spreads into several ack arguments, like python-socketio).
+            values = reply if isinstance(reply, tuple) else (() if reply is None else (reply,))
+            try:
+                self._core.ack(event.ack_id, *values)
+            except (TypeError, ValueError):
+                logger.exception("tether: the ack value for %r is not JSON; sent an empty ack", name)
+                self._core.ack(event.ack_id)
+            self._pump()
+
+
+async def _call_listener(fn: Listener, args: tuple[Any, ...], name: str) -> Any:
+    """Run one listener; its exceptions are logged and change nothing (contract 2.3)."""
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    except Exception:
+        logger.exception("tether: listener %r for %r raised", fn, name)
+        return None
+
+
+def _check_source(value: Any, name: str) -> Any:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{name} must be a dict, a callable returning one, or None")
+
+
+async def _resolve(source: Any, name: str) -> Any:
+    """Evaluate a dict-or-callable option for one attempt (token refresh, contract 2.1)."""
+    if source is None or not callable(source):
+        return source
+    value = source()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _as_str_map(value: Any, name: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict of str to str, got {type(value).__name__}")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, (str, int, float)):
+            raise TypeError(f"{name} must map str to str")
+        result[key] = str(item)
+    return result
+

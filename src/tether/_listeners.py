@@ -1,0 +1,99 @@
+"""Listener bookkeeping for the client: ``on``, ``once``, ``off``, ``on_any``, ``listeners``.
+
+Pure data structures, no I/O: the driver asks which callables to run for an event and runs
+them itself, in its dispatcher task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Listener", "ListenerRegistry"]
+
+Listener = Callable[..., Any]
+
+
+class _Once:
+    """Wraps a listener registered with ``once`` so ``off(event, fn)`` still finds it."""
+
+    __slots__ = ("fired", "fn")
+
+    def __init__(self, fn: Listener) -> None:
+        self.fn = fn
+        self.fired = False
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class ListenerRegistry:
+    """Listeners by event name, plus catch-all listeners, each list in registration order."""
+
+    __slots__ = ("_any", "_by_event")
+
+    def __init__(self) -> None:
+        self._by_event: dict[str, list[Listener]] = {}
+        self._any: list[Listener] = []
+
+    def add(self, event: str, fn: Listener, *, once: bool = False) -> None:
+        if not callable(fn):
+            raise TypeError(f"listener must be callable, got {type(fn).__name__}")
+        if not isinstance(event, str) or not event:
+            raise ValueError("event name must be a non-empty str")
+        self._by_event.setdefault(event, []).append(_Once(fn) if once else fn)
+
+    def remove(self, event: str | None = None, fn: Listener | None = None) -> None:
+        """``off()``: all listeners; ``off(event)``: that event's; ``off(event, fn)``: one."""
+        if event is None:
+            if fn is None:
+                self._by_event.clear()
+                return
+            for name in list(self._by_event):
+                self._remove_fn(name, fn)
+            return
+        if fn is None:
+            self._by_event.pop(event, None)
+            return
+        self._remove_fn(event, fn)
+
+    def _remove_fn(self, event: str, fn: Listener) -> None:
+        current = self._by_event.get(event)
+        if not current:
+            return
+        kept = [x for x in current if x is not fn and not (isinstance(x, _Once) and x.fn is fn)]
+        if kept:
+            self._by_event[event] = kept
+        else:
+            del self._by_event[event]
+
+    def add_any(self, fn: Listener) -> None:
+        if not callable(fn):
+            raise TypeError(f"listener must be callable, got {type(fn).__name__}")
+        self._any.append(fn)
+
+    def remove_any(self, fn: Listener | None = None) -> None:
+        if fn is None:
+            self._any.clear()
+        else:
+            self._any = [x for x in self._any if x is not fn]
+
+    def listeners(self, event: str) -> list[Listener]:
+        """The listeners registered for ``event``, as the user registered them."""
+        return [x.fn if isinstance(x, _Once) else x for x in self._by_event.get(event, ())]
+
+    def any_listeners(self) -> list[Listener]:
+        return list(self._any)
+
+    def take(self, event: str) -> list[Listener]:
+        """The callables to run for one occurrence of ``event``; ``once`` ones are removed."""
+        current = self._by_event.get(event)
+        if not current:
+            return []
+        if any(isinstance(x, _Once) for x in current):
+            remaining = [x for x in current if not isinstance(x, _Once)]
+            if remaining:
+                self._by_event[event] = remaining
+            else:
+                del self._by_event[event]
+        return list(current)
