@@ -108,7 +108,6 @@ class _Phase(enum.Enum):
 
 @dataclass(slots=True)
 class _PendingCall:
-    deadline: float | None
     #: The buffer key while the packet waits offline; None once it was written.
     buffer_key: int | None
 
@@ -281,15 +280,11 @@ class Connection:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         call_id = self._next_call_id
         self._next_call_id += 1
-        deadline = None if timeout is None else now + timeout
-        self._calls[call_id] = _PendingCall(deadline, None)
-        try:
-            self._emit_packet(event, [event, *args], call_id, now)
-        except Exception:
-            self._calls.pop(call_id, None)
-            raise
-        if deadline is not None and call_id in self._calls:
-            heapq.heappush(self._call_deadlines, (deadline, call_id))
+        # _emit_packet registers the call once its packet is written or buffered, not
+        # before: an emit into an expired heartbeat loses the session first, and that must
+        # not fail a call whose packet was never written (it is buffered and waits).
+        if self._emit_packet(event, [event, *args], call_id, now) and timeout is not None:
+            heapq.heappush(self._call_deadlines, (now + timeout, call_id))
         return call_id
 
     def ack(self, ack_id: int, *args: Any) -> None:
@@ -692,7 +687,11 @@ class Connection:
     def _send_event(self, event: str, payload: Any) -> None:
         self._send_packet(Packet(PacketType.EVENT, self._nsp, [event, payload]))
 
-    def _emit_packet(self, event: str, data: list[Any], call_id: int | None, now: float) -> None:
+    def _emit_packet(self, event: str, data: list[Any], call_id: int | None, now: float) -> bool:
+        """Write or buffer one EVENT; register ``call_id`` as pending unless it was dropped.
+
+        Returns whether the message was written or buffered (False: dropped and reported).
+        """
         text, attachments = encode_packet(Packet(PacketType.EVENT, self._nsp, data, call_id))
         frames: tuple[str | bytes, ...] = ("4" + text, *attachments)
         size = len(frames[0])
@@ -711,11 +710,13 @@ class Connection:
                 self.handle_timer(now=now)
             else:
                 self._outbox.extend(frames)
-                return
+                if call_id is not None:
+                    self._calls[call_id] = _PendingCall(None)
+                return True
         size += sum(len(a) for a in attachments)
         if not self.options.buffer_messages:
             self._report_drop(event, call_id, "not connected")
-            return
+            return False
         buffer = self._buffer
         if not buffer.fits(size):
             policy = self.options.overflow
@@ -725,20 +726,23 @@ class Connection:
                 )
             if policy is OverflowPolicy.DROP_NEWEST:
                 self._report_drop(event, call_id, "buffer full")
-                return
+                return False
             while len(buffer) and not buffer.fits(size):
                 dropped = buffer.pop_oldest()
                 self._report_drop(dropped.event, dropped.call_id, "buffer full")
             if not buffer.fits(size):  # larger than the whole buffer
                 self._report_drop(event, call_id, "buffer full")
-                return
+                return False
         key = buffer.push(BufferedMessage(frames, size, event, call_id))
         if call_id is not None:
-            self._calls[call_id].buffer_key = key
+            self._calls[call_id] = _PendingCall(key)
+        return True
 
     def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
         self._events.append(MessageDropped(event, call_id, reason))
-        if call_id is not None and self._calls.pop(call_id, None) is not None:
+        if call_id is not None:
+            # A buffered call being dropped, or a new one that never got registered.
+            self._calls.pop(call_id, None)
             error = Disconnected(reason) if reason == "not connected" else BufferFull(reason)
             self._events.append(AckFailed(call_id, error))
 
