@@ -1,0 +1,155 @@
+"""The transport interface: what the driver needs from a connection, and nothing more.
+
+The core speaks in whole WebSocket messages (``str`` for text frames, ``bytes`` for binary
+frames, Engine.IO v4 "one packet per frame"), so a transport is a message channel, not a byte
+stream. Keeping the interface to four calls and one error type is what lets another transport
+(HTTP long-polling, an in-memory pair for tests) slot in without touching the core or the
+driver.
+
+Every failure below the message level becomes one :class:`TransportError` whose ``reason`` is
+one of Socket.IO's two transport disconnect reasons, so the driver can hand it to the core
+unchanged:
+
+- ``"transport close"``: the peer ended the connection cleanly (a WebSocket close frame, or
+  EOF after the handshake), or this side closed it.
+- ``"transport error"``: anything broken: refused, DNS, TLS, a rejected upgrade, a reset,
+  bad framing, invalid UTF-8 in a text frame, a message over the size limit.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal, Protocol, TypeAlias
+
+__all__ = [
+    "TRANSPORT_CLOSE",
+    "TRANSPORT_ERROR",
+    "Connector",
+    "Message",
+    "Transport",
+    "TransportError",
+    "TransportErrorReason",
+]
+
+#: A whole WebSocket message: ``str`` for a text frame, ``bytes`` for a binary frame.
+Message: TypeAlias = str | bytes
+
+#: The two disconnect reasons a transport can produce (Socket.IO's names for them).
+TransportErrorReason: TypeAlias = Literal["transport close", "transport error"]
+
+TRANSPORT_CLOSE: Final = "transport close"
+TRANSPORT_ERROR: Final = "transport error"
+
+_REASONS: Final = frozenset({TRANSPORT_CLOSE, TRANSPORT_ERROR})
+
+
+class TransportError(Exception):
+    """The connection cannot carry messages any more, or could not be opened.
+
+    ``reason`` is ``"transport close"`` (a clean end) or ``"transport error"`` (anything
+    broken); the driver passes it to the core as the disconnect reason. ``status`` is the HTTP
+    status when the server answered the WebSocket upgrade with something other than 101, so a
+    caller can tell a 403 from a 400 (Engine.IO 1.9: Node answers every refused upgrade with
+    400 and a short text body). The message names the endpoint as ``scheme://host:port/path``
+    at most: transports never put header values, query strings or credentials into it, since
+    it ends up in logs and in ``on_error`` listeners.
+    """
+
+    reason: TransportErrorReason
+    status: int | None
+
+    def __init__(
+        self,
+        reason: TransportErrorReason,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+    ) -> None:
+        if reason not in _REASONS:
+            raise ValueError(
+                f"reason must be 'transport close' or 'transport error', not {reason!r}"
+            )
+        super().__init__(message or reason)
+        self.reason = reason
+        self.status = status
+
+    def __repr__(self) -> str:
+        status = "" if self.status is None else f", status={self.status}"
+        return f"TransportError({self.reason!r}, {str(self)!r}{status})"
+
+
+class Transport(Protocol):
+    """One open connection carrying whole messages in both directions.
+
+    Concurrency: one task receives while any number of tasks send; sends are serialized and
+    go out in the order they were called. ``aclose()`` may be called from any task at any
+    time, including while another task is blocked in ``receive()`` or ``send()``; those calls
+    then raise :class:`TransportError`.
+
+    Apart from cancellation, the only exception ``send``, ``send_many`` and ``receive`` raise is
+    :class:`TransportError`; once one has been raised the transport is ``closed`` and every
+    later call raises it again (``aclose()`` is still needed to release resources, and is
+    harmless to call twice).
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended or ``aclose()`` was called."""
+        ...
+
+    async def send(self, message: Message) -> None:
+        """Send one message: a text frame for ``str``, a binary frame for ``bytes``."""
+        ...
+
+    async def send_many(self, messages: Iterable[Message]) -> None:
+        """Send several messages, in order, as one write.
+
+        Nothing another task sends can land between them, which is what Socket.IO binary
+        events need (the header packet and its attachments travel back to back).
+        """
+        ...
+
+    async def receive(self) -> Message:
+        """Return the next whole message from the peer.
+
+        Raises :class:`TransportError` with ``"transport close"`` once the peer has closed
+        cleanly (after every message that arrived before the close has been returned), and
+        ``"transport error"`` when the connection broke.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection: politely if that can be done quickly, forcibly otherwise.
+
+        Idempotent, bounded in time (about a second), and never raises.
+        """
+        ...
+
+
+class Connector(Protocol):
+    """Opens transports. The driver holds one and calls ``connect`` for every attempt.
+
+    The caller bounds an attempt by cancelling it (``anyio.fail_after`` around ``connect``),
+    so implementations need no timeout of their own, but they must release everything they
+    opened (sockets above all) when cancelled.
+    """
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]],
+        ssl_context: ssl.SSLContext | None,
+        max_message_size: int,
+    ) -> Transport:
+        """Open a transport to ``url`` (as built by :func:`tether._url.build_websocket_url`).
+
+        ``headers`` go into the opening request, ``ssl_context`` is used for ``wss``/``https``
+        (``None`` means a default, verifying context), and ``max_message_size`` bounds every
+        incoming message in bytes; a larger one fails the transport with
+        ``"transport error"``. Raises :class:`TransportError` when the connection cannot be
+        opened, and ``ValueError`` for arguments that could never work (a malformed URL or
+        header, a non-positive size limit).
+        """
+        ...
