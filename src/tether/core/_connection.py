@@ -62,8 +62,8 @@ from ._events import (
     MessageDropped,
     OpenTransport,
     ReconnectAttemptStarted,
-    ReconnectFailed,
     Reconnected,
+    ReconnectFailed,
     SocketConnected,
     SocketDisconnected,
     StateChanged,
@@ -72,7 +72,7 @@ from ._lifecycle import Lifecycle, State, Trigger
 from ._options import CoreOptions, OverflowPolicy
 from ._socketio import RESERVED_EVENTS, Packet, PacketDecoder, PacketType, encode_packet
 
-__all__ = ["DisconnectReason", "Connection"]
+__all__ = ["Connection", "DisconnectReason"]
 
 
 class DisconnectReason:
@@ -440,7 +440,7 @@ class Connection:
                 continue
             if pending.buffer_key is not None:
                 self._buffer.withdraw(pending.buffer_key)
-            self._events.append(AckFailed(call_id, AckTimeout(f"no ack within the timeout")))
+            self._events.append(AckFailed(call_id, AckTimeout("no ack within the timeout")))
 
     # ------------------------------------------------------------------ internals: lifecycle
 
@@ -724,15 +724,13 @@ class Connection:
                 raise BufferFull(
                     f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
                 )
-            if policy is OverflowPolicy.DROP_NEWEST:
+            if policy is OverflowPolicy.DROP_NEWEST or size > buffer.max_bytes:
+                # A message larger than the whole buffer can only drop itself.
                 self._report_drop(event, call_id, "buffer full")
                 return False
-            while len(buffer) and not buffer.fits(size):
+            while not buffer.fits(size):
                 dropped = buffer.pop_oldest()
                 self._report_drop(dropped.event, dropped.call_id, "buffer full")
-            if not buffer.fits(size):  # larger than the whole buffer
-                self._report_drop(event, call_id, "buffer full")
-                return False
         key = buffer.push(BufferedMessage(frames, size, event, call_id))
         if call_id is not None:
             self._calls[call_id] = _PendingCall(key)
