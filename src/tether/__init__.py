@@ -13,7 +13,7 @@ The sans-IO core lives in :mod:`tether.core`; the transports in :mod:`tether.tra
 
 from __future__ import annotations
 
-from ._client import EventsOverflow, Member, RealtimeClient, StateChange
+from ._client import EventsOverflow, EventStream, Member, RealtimeClient, StateChange
 from .core import (
     AckTimeout,
     BufferFull,
@@ -32,6 +32,7 @@ __all__ = [
     "ConnectError",
     "DisconnectReason",
     "Disconnected",
+    "EventStream",
     "EventsOverflow",
     "Member",
     "OverflowPolicy",

@@ -28,11 +28,12 @@ import logging
 import math
 import random
 import ssl as _ssl
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -52,8 +53,8 @@ from .core import (
     OpenTransport,
     OverflowPolicy,
     ReconnectAttemptStarted,
-    ReconnectFailed,
     Reconnected,
+    ReconnectFailed,
     SocketConnected,
     SocketDisconnected,
     State,
@@ -62,7 +63,7 @@ from .core import (
 )
 from .transport import Connector, Transport, TransportError, WebSocketConnector
 
-__all__ = ["EventsOverflow", "Member", "RealtimeClient", "StateChange"]
+__all__ = ["EventStream", "EventsOverflow", "Member", "RealtimeClient", "StateChange"]
 
 logger = logging.getLogger("tether")
 
@@ -134,26 +135,60 @@ class _CallWaiter:
         self.error: BaseException | None = None
 
 
-class _EventStream:
-    """The queue behind one ``events()`` iterator."""
+class EventStream:
+    """An async iterator over incoming events, from :meth:`RealtimeClient.events`.
 
-    __slots__ = ("names", "overflowed", "queue", "size", "wake")
+    Yields ``(name, args)``. Its queue holds ``max_queued`` events; when the consumer falls
+    further behind, iteration raises :class:`EventsOverflow` (after the queued events) instead
+    of growing without bound or silently dropping events. The client holds the stream weakly:
+    dropping it, or calling :meth:`aclose` / leaving ``async with``, unsubscribes it.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_names", "_overflowed", "_queue", "_size", "_wake")
 
     def __init__(self, names: frozenset[str], size: int) -> None:
-        self.names = names
-        self.size = size
-        self.queue: deque[tuple[str, tuple[Any, ...]]] = deque()
-        self.wake = anyio.Event()
-        self.overflowed = False
+        if size < 1:
+            raise ValueError(f"max_queued must be >= 1, got {size}")
+        self._names = names
+        self._size = size
+        self._queue: deque[tuple[str, tuple[Any, ...]]] = deque()
+        self._wake = anyio.Event()
+        self._overflowed = False
+        self._closed = False
 
-    def push(self, name: str, args: tuple[Any, ...]) -> None:
-        if self.names and name not in self.names:
+    def _push(self, name: str, args: tuple[Any, ...]) -> None:
+        if self._closed or (self._names and name not in self._names):
             return
-        if len(self.queue) >= self.size:
-            self.overflowed = True
+        if len(self._queue) >= self._size:
+            self._overflowed = True
         else:
-            self.queue.append((name, args))
-        self.wake.set()
+            self._queue.append((name, args))
+        self._wake.set()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> tuple[str, tuple[Any, ...]]:
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._overflowed:
+                self._overflowed = False
+                raise EventsOverflow(f"more than {self._size} events were waiting")
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake = anyio.Event()
+            await self._wake.wait()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class RealtimeClient:
@@ -227,7 +262,7 @@ class RealtimeClient:
         )
         self._listeners = ListenerRegistry()
         self._user_event_listeners: list[Listener] = []
-        self._streams: list[_EventStream] = []
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._session: _Session | None = None
         self._sessions_running = 0
@@ -337,14 +372,23 @@ class RealtimeClient:
 
     # ------------------------------------------------------------------ listeners
 
-    def on(self, event: str, fn: F | None = None) -> Any:
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, fn: F) -> F: ...
+    def on(self, event: str, fn: F | None = None) -> F | Callable[[F], F]:
         """Call ``fn(*args)`` for every ``event``; usable as ``@rt.on("name")``."""
         if fn is None:
             return lambda f: self.on(event, f)
         self._listeners.add(event, fn)
         return fn
 
-    def once(self, event: str, fn: F | None = None) -> Any:
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, fn: F) -> F: ...
+    def once(self, event: str, fn: F | None = None) -> F | Callable[[F], F]:
+        """Like :meth:`on`, for the next ``event`` only."""
         if fn is None:
             return lambda f: self.once(event, f)
         self._listeners.add(event, fn, once=True)
@@ -365,34 +409,34 @@ class RealtimeClient:
         return self._listeners.listeners(event)
 
     def on_connect(self, fn: F) -> F:
-        return self.on("connect", fn)  # type: ignore[no-any-return]
+        return self.on("connect", fn)
 
     def on_disconnect(self, fn: F) -> F:
-        return self.on("disconnect", fn)  # type: ignore[no-any-return]
+        return self.on("disconnect", fn)
 
     def on_error(self, fn: F) -> F:
-        return self.on("connect_error", fn)  # type: ignore[no-any-return]
+        return self.on("connect_error", fn)
 
     def on_reconnect_attempt(self, fn: F) -> F:
-        return self.on("reconnect_attempt", fn)  # type: ignore[no-any-return]
+        return self.on("reconnect_attempt", fn)
 
     def on_reconnect(self, fn: F) -> F:
-        return self.on("reconnect", fn)  # type: ignore[no-any-return]
+        return self.on("reconnect", fn)
 
     def on_reconnect_failed(self, fn: F) -> F:
-        return self.on("reconnect_failed", fn)  # type: ignore[no-any-return]
+        return self.on("reconnect_failed", fn)
 
     def on_state_change(self, fn: F) -> F:
-        return self.on("state_change", fn)  # type: ignore[no-any-return]
+        return self.on("state_change", fn)
 
     def on_join(self, fn: F) -> F:
-        return self.on("channel:join", fn)  # type: ignore[no-any-return]
+        return self.on("channel:join", fn)
 
     def on_leave(self, fn: F) -> F:
-        return self.on("channel:leave", fn)  # type: ignore[no-any-return]
+        return self.on("channel:leave", fn)
 
     def on_update(self, fn: F) -> F:
-        return self.on("channel:update", fn)  # type: ignore[no-any-return]
+        return self.on("channel:update", fn)
 
     def on_user_event(self, fn: F) -> F:
         """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
@@ -401,25 +445,15 @@ class RealtimeClient:
         self._user_event_listeners.append(fn)
         return fn
 
-    async def events(self, *names: str, max_queued: int = 1000) -> AsyncIterator[tuple[str, tuple[Any, ...]]]:
-        """Iterate over incoming events as ``(name, args)``, all or only ``names``.
+    def events(self, *names: str, max_queued: int = 1000) -> EventStream:
+        """Iterate over incoming events as ``(name, args)``: all of them, or only ``names``.
 
-        The queue holds ``max_queued`` events; when the consumer falls further behind, the
-        iteration raises :class:`EventsOverflow` instead of growing without bound or
-        silently dropping events.
+        ``async for name, args in rt.events("chat"): ...``; see :class:`EventStream` for the
+        bounded queue and :class:`EventsOverflow`.
         """
-        stream = _EventStream(frozenset(names), max_queued)
-        self._streams.append(stream)
-        try:
-            while True:
-                while stream.queue:
-                    yield stream.queue.popleft()
-                if stream.overflowed:
-                    raise EventsOverflow(f"more than {max_queued} events were waiting")
-                stream.wake = anyio.Event()
-                await stream.wake.wait()
-        finally:
-            self._streams.remove(stream)
+        stream = EventStream(frozenset(names), max_queued)
+        self._streams.add(stream)
+        return stream
 
     # ------------------------------------------------------------------ messages
 
@@ -569,7 +603,9 @@ class RealtimeClient:
         session = _Session(event.token, event.attempt)
         self._session = session
         self._sessions_running += 1
-        self._task_group.start_soon(self._run_session, session, name=f"tether transport {event.token}")
+        self._task_group.start_soon(
+            self._run_session, session, name=f"tether transport {event.token}"
+        )
 
     async def _run_session(self, session: _Session) -> None:
         try:
@@ -601,7 +637,9 @@ class RealtimeClient:
             # A failing or ill-typed auth/headers/query callable: report it as this attempt's
             # error, without its text (it may quote a secret).
             logger.warning("tether: credentials for attempt failed: %s", type(exc).__name__)
-            core.transport_failed(token, f"credentials failed: {type(exc).__name__}", now=self._now())
+            core.transport_failed(
+                token, f"credentials failed: {type(exc).__name__}", now=self._now()
+            )
             self._pump()
             return
         try:
@@ -721,8 +759,8 @@ class RealtimeClient:
             value = await _call_listener(fn, args, name)
             if reply is None:
                 reply = value
-        for stream in self._streams:
-            stream.push(name, args)
+        for stream in list(self._streams):
+            stream._push(name, args)
         if event.ack_id is not None:
             # The server asked for an ack: answer with the first listener's return value
             # (a tuple spreads into several ack arguments, like python-socketio).
@@ -730,7 +768,9 @@ class RealtimeClient:
             try:
                 self._core.ack(event.ack_id, *values)
             except (TypeError, ValueError):
-                logger.exception("tether: the ack value for %r is not JSON; sent an empty ack", name)
+                logger.exception(
+                    "tether: the ack value for %r is not JSON; sent an empty ack", name
+                )
                 self._core.ack(event.ack_id)
             self._pump()
 
@@ -776,4 +816,3 @@ def _as_str_map(value: Any, name: str) -> dict[str, str] | None:
             raise TypeError(f"{name} must map str to str")
         result[key] = str(item)
     return result
-

@@ -10,7 +10,9 @@ import anyio
 
 from tether.transport import MemoryConnector, MemoryPeer
 
-OPEN_PACKET = '0{"sid":"eio-%d","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":1000000}'
+OPEN_PACKET = (
+    '0{"sid":"eio-%d","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":1000000}'
+)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -26,7 +26,9 @@ __all__ = ["MAX_EXPONENT", "backoff_delay", "backoff_window"]
 MAX_EXPONENT: Final = 32
 
 
-def backoff_window(attempt: int, delay: float, delay_max: float, factor: float) -> tuple[float, float]:
+def backoff_window(
+    attempt: int, delay: float, delay_max: float, factor: float
+) -> tuple[float, float]:
     """The interval ``(low, high]`` the delay before reconnect attempt ``attempt`` lies in.
 
     ``low`` is exclusive unless ``factor`` is 0 (then the delay is exactly ``high``).

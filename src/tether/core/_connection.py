@@ -115,9 +115,7 @@ class _PendingCall:
 class Connection:
     """One Socket.IO v5 client session over Engine.IO v4, as a pure state machine."""
 
-    def __init__(
-        self, options: CoreOptions | None = None, *, random: Callable[[], float]
-    ) -> None:
+    def __init__(self, options: CoreOptions | None = None, *, random: Callable[[], float]) -> None:
         self.options = options if options is not None else CoreOptions()
         self._random = random
         self._lifecycle = Lifecycle()
@@ -325,7 +323,12 @@ class Connection:
     ) -> None:
         _check_channel(channel)
         _check_event_name(event)
-        payload = {"channel": channel, "eventName": event, "message": message, "echo": self._echo(echo)}
+        payload = {
+            "channel": channel,
+            "eventName": event,
+            "message": message,
+            "echo": self._echo(echo),
+        }
         self.emit("message", payload, now=now)
 
     def broadcast(self, event: str, message: Any, echo: bool | None = None, *, now: float) -> None:
@@ -369,7 +372,7 @@ class Connection:
         self._attempt_failed(ConnectError(message), now)
 
     def transport_closed(self, token: int, reason: str, *, now: float) -> None:
-        """The open transport for ``token`` closed: ``"transport close"`` or ``"transport error"``."""
+        """The open transport for ``token`` closed (``"transport close"``/``"transport error"``)."""
         if token != self._token or self._phase in (_Phase.NONE, _Phase.OPENING):
             return
         self._phase = _Phase.NONE
@@ -398,7 +401,7 @@ class Connection:
                 elif kind == "1":  # CLOSE from the server: counts as "transport close" (2.2)
                     self._connection_broken(DisconnectReason.TRANSPORT_CLOSE, now)
                     return
-                elif kind == "6" or kind == "3" or kind == "5":  # NOOP, stray PONG/UPGRADE
+                elif kind in "635":  # NOOP, stray PONG/UPGRADE (kind is one character here)
                     return
                 elif kind == "b":  # base64 binary MESSAGE (§1.2)
                     if phase is not _Phase.ENGINE_OPEN:
@@ -430,7 +433,10 @@ class Connection:
             self._attempt_deadline = None
             self._close_transport()
             self._attempt_failed(ConnectError("timeout"), now)
-        if self._heartbeat_window is not None and now >= self._last_received + self._heartbeat_window:
+        if (
+            self._heartbeat_window is not None
+            and now >= self._last_received + self._heartbeat_window
+        ):
             self._connection_broken(DisconnectReason.PING_TIMEOUT, now)
         deadlines = self._call_deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -523,12 +529,11 @@ class Connection:
             if connected:
                 raise DecodeError("CONNECT_ERROR while connected")
             self._refused(packet.data, now)
-        else:  # DISCONNECT
-            if connected:
-                self._server_disconnected()
-            else:
-                # python-socketio's always_connect mode may refuse with DISCONNECT + payload.
-                self._refused(packet.data, now)
+        elif connected:  # DISCONNECT
+            self._server_disconnected()
+        else:
+            # python-socketio's always_connect mode may refuse with DISCONNECT + payload.
+            self._refused(packet.data, now)
 
     def _on_connected(self, sid: str, pid: str | None, now: float) -> None:
         self._recovered = pid is not None and pid == self._pid and self._offset is not None
@@ -703,7 +708,10 @@ class Connection:
                 f"message of {size} bytes exceeds the server's maxPayload of {self._max_payload}"
             )
         if self._lifecycle.state is State.CONNECTED:
-            if self._heartbeat_window is not None and now >= self._last_received + self._heartbeat_window:
+            if (
+                self._heartbeat_window is not None
+                and now >= self._last_received + self._heartbeat_window
+            ):
                 # The heartbeat already expired but the timer has not run yet (throttled
                 # timers, socket.io-client's _hasPingExpired): don't write into a dead
                 # connection, let the timer's verdict land first, then buffer below.
@@ -760,4 +768,3 @@ def _check_channel(channel: object) -> None:
         raise TypeError(f"channel names are str, got {type(channel).__name__}")
     if not channel:
         raise ValueError("channel name must not be empty")
-
