@@ -401,7 +401,7 @@ class Connection:
                 elif kind == "1":  # CLOSE from the server: counts as "transport close" (2.2)
                     self._connection_broken(DisconnectReason.TRANSPORT_CLOSE, now)
                     return
-                elif kind in "635":  # NOOP, stray PONG/UPGRADE (kind is one character here)
+                elif kind in ("6", "3", "5"):  # NOOP, stray PONG/UPGRADE
                     return
                 elif kind == "b":  # base64 binary MESSAGE (§1.2)
                     if phase is not _Phase.ENGINE_OPEN:
