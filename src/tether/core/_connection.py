@@ -314,9 +314,15 @@ class Connection:
             self.emit("leave", {"channel": channel, "echo": flag}, now=now)
             return
         self._channels.pop(channel, None)
-        if self._lifecycle.state is State.CONNECTED and channel in self._server_channels:
+        if channel not in self._server_channels:
+            return
+        if self._lifecycle.state is State.CONNECTED:
             del self._server_channels[channel]
             self._send_event("leave", {"channel": channel, "echo": flag})
+        else:
+            # The leave goes out at the next connect if that session is a recovered one
+            # (_restore_channels), with this call's own echo flag, not the join's (2.4).
+            self._server_channels[channel] = flag
 
     def send(
         self, channel: str, event: str, message: Any, echo: bool | None = None, *, now: float
