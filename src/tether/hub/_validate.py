@@ -1,0 +1,164 @@
+"""Payload validation for the hub's events: pure functions, no I/O.
+
+Every client → hub payload passes through here before it touches the store or a room, so a
+malformed payload is one ``HubInputError`` with a message meant for the sender, never an
+exception deep inside python-socketio. See specs/hub-wire-format.md for the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "RESERVED_EVENTS",
+    "HubInputError",
+    "expect_object",
+    "json_text",
+    "payload_size",
+    "read_channel",
+    "read_echo",
+    "read_event_name",
+    "read_profile",
+]
+
+#: Socket.IO's reserved names (refused by every client) plus ``error``, which the hub itself
+#: uses to report problems; a user event with that name would be indistinguishable.
+RESERVED_EVENTS = frozenset(
+    {
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+        "error",
+    }
+)
+
+#: Events under this prefix are the hub's own member notifications.
+HUB_EVENT_PREFIX = "channel:"
+
+
+class HubInputError(ValueError):
+    """A client sent a payload the hub refuses; the message is sent back to that client."""
+
+
+def expect_object(payload: object) -> Mapping[str, Any]:
+    """The payload must be a JSON object (a dict); anything else is refused."""
+    if not isinstance(payload, dict):
+        raise HubInputError(f"payload must be an object, not {_kind(payload)}")
+    return payload
+
+
+def read_channel(payload: Mapping[str, Any], max_len: int, *, required: bool = True) -> str | None:
+    """A channel name: a non-empty string of at most ``max_len`` characters."""
+    channel = payload.get("channel")
+    if channel is None:
+        if required:
+            raise HubInputError("channel is required")
+        return None
+    if not isinstance(channel, str):
+        raise HubInputError(f"channel must be a string, not {_kind(channel)}")
+    if not channel:
+        raise HubInputError("channel must not be empty")
+    if len(channel) > max_len:
+        raise HubInputError(f"channel name longer than {max_len} characters")
+    return channel
+
+
+def read_echo(payload: Mapping[str, Any]) -> bool:
+    """The echo flag: a boolean, ``True`` when absent (the contract's default)."""
+    echo = payload.get("echo", True)
+    if echo is None:
+        return True
+    if not isinstance(echo, bool):
+        raise HubInputError(f"echo must be a boolean, not {_kind(echo)}")
+    return echo
+
+
+def read_event_name(payload: Mapping[str, Any], max_len: int) -> str:
+    """A user event name: non-empty, not reserved, not in the hub's ``channel:`` space."""
+    name = payload.get("eventName")
+    if not isinstance(name, str):
+        raise HubInputError(f"eventName must be a string, not {_kind(name)}")
+    if not name:
+        raise HubInputError("eventName must not be empty")
+    if len(name) > max_len:
+        raise HubInputError(f"eventName longer than {max_len} characters")
+    if name in RESERVED_EVENTS:
+        raise HubInputError(f"eventName {name!r} is reserved")
+    if name.startswith(HUB_EVENT_PREFIX):
+        raise HubInputError(f"eventName must not start with {HUB_EVENT_PREFIX!r}")
+    return name
+
+
+def read_profile(payload: Mapping[str, Any], max_payload: int) -> dict[str, Any] | None:
+    """A profile: a JSON object (no binary inside) or null, at most ``max_payload`` bytes."""
+    if "data" not in payload:
+        raise HubInputError("data is required (an object, or null to clear the profile)")
+    data = payload["data"]
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise HubInputError(f"data must be an object or null, not {_kind(data)}")
+    try:
+        text = json_text(data)
+    except (TypeError, ValueError):
+        raise HubInputError("data must be plain JSON (no binary)") from None
+    if len(text.encode()) > max_payload:
+        raise HubInputError(f"data larger than {max_payload} bytes")
+    return data
+
+
+def json_text(value: object) -> str:
+    """Compact JSON as the store keeps it; ``allow_nan=False`` because Node rejects NaN."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def payload_size(value: object) -> int:
+    """Approximate wire size of ``value`` in bytes: its JSON with binary counted by length.
+
+    Used to refuse messages over the payload limit. The engine.io limit already drops any single
+    frame above it; this catches a message split into several frames by binary attachments.
+    """
+    attachments = 0
+
+    def strip(item: object) -> object:
+        nonlocal attachments
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            attachments += len(item)
+            return {"_placeholder": True, "num": 0}
+        if isinstance(item, dict):
+            return {key: strip(val) for key, val in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strip(val) for val in item]
+        return item
+
+    try:
+        text = json.dumps(strip(value), separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise HubInputError("message is nested too deeply") from None
+    except (TypeError, ValueError):
+        raise HubInputError("message must be JSON or binary") from None
+    return len(text.encode()) + attachments
+
+
+def _kind(value: object) -> str:
+    """The JSON name of ``value``'s type, for error messages that make sense to any client."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary"
+    return type(value).__name__
