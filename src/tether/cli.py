@@ -153,7 +153,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_payload=args.max_payload,
             redis_prefix=args.redis_prefix,
             node_ttl=args.node_ttl,
-            log_level=args.log_level,
         )
     except ValueError as exc:
         print(f"tether serve: {exc}", file=sys.stderr)

@@ -451,6 +451,18 @@ class WireClient:
                 await self._pump()
         assert not self.events, f"unexpected events: {list(self.events)}"
 
+    async def until_closed(self, timeout: float = 5.0) -> list[tuple[str, list[Any]]]:
+        """Read until the hub closes the connection; return the events received meanwhile."""
+        with anyio.fail_after(timeout):
+            try:
+                while True:
+                    await self._pump()
+            except ConnectionError:
+                pass
+        events = list(self.events)
+        self.events.clear()
+        return events
+
     async def sync(self) -> None:
         """Round trip to the hub: everything it sent before is now queued locally."""
         result = await self.call("members", {"channel": "__sync__"})

@@ -33,7 +33,6 @@ class HubConfig:
     max_payload: int = 1_000_000
     redis_prefix: str = "tether:"
     node_ttl: float = 15.0
-    log_level: str = "warning"
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -76,7 +75,6 @@ class HubConfig:
                 "max_payload",
                 "redis_prefix",
                 "node_ttl",
-                "log_level",
             )
         )
         token = "'***'" if self.token else "None"
