@@ -83,7 +83,7 @@ async def _connect(
 ) -> int:
     say = Printer(out)
     with _embedded_hub() if url is None else _no_hub(url) as hub:
-        target = url or hub.url
+        target = url if url is not None else hub.url
         say("tether", f"connecting to {target} (type 'help' for commands)")
         async with RealtimeClient(target, auth=auth) as rt:
             attach_printer(rt, "me", say)
@@ -103,7 +103,7 @@ async def _connect(
 
 
 @contextmanager
-def _no_hub(url: str) -> Iterator[None]:
+def _no_hub(url: str) -> Iterator[Any]:
     yield None
 
 
@@ -194,12 +194,17 @@ async def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
 async def _demo(out: TextIO) -> int:
     say = Printer(out)
     checks = _Checks(say)
-    fast = {"reconnection_delay": 0.3, "reconnection_delay_max": 1.0, "timeout": 5.0}
+    delay_max = 1.0
+
+    def client(url: str) -> RealtimeClient:
+        # Short delays so the demo shows a reconnect in well under a second.
+        return RealtimeClient(url, reconnection_delay=0.3, reconnection_delay_max=delay_max)
+
     with _embedded_hub() as hub:
         say("hub", f"embedded hub listening on {hub.url}")
         async with (
-            RealtimeClient(hub.url, **fast) as alice,
-            RealtimeClient(hub.url, **fast) as bob,
+            client(hub.url) as alice,
+            client(hub.url) as bob,
         ):
             attach_printer(alice, "alice", say)
             attach_printer(bob, "bob", say)
@@ -264,7 +269,7 @@ async def _demo(out: TextIO) -> int:
             bob.close()
             await _wait(lambda: bob.state is State.CLOSED, 5)
             attempts_before = len(bob_attempts)
-            await anyio.sleep(3 * fast["reconnection_delay_max"])
+            await anyio.sleep(3 * delay_max)
             checks.check(
                 bob.state is State.CLOSED and len(bob_attempts) == attempts_before,
                 "bob stayed closed: no reconnect after close()",
