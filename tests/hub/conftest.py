@@ -291,13 +291,12 @@ class WireClient:
     close_code: int | None = None
 
     @classmethod
-    async def open(cls, host: str, port: int) -> WireClient:
+    async def open(cls, host: str, port: int, query: str = "") -> WireClient:
         stream = await anyio.connect_tcp(host, port)
         ws = WSConnection(ConnectionType.CLIENT)
         client = cls(stream, ws)
-        await client._send_raw(
-            ws.send(Request(host=f"{host}:{port}", target="/socket.io/?EIO=4&transport=websocket"))
-        )
+        target = "/socket.io/?EIO=4&transport=websocket" + (f"&{query}" if query else "")
+        await client._send_raw(ws.send(Request(host=f"{host}:{port}", target=target)))
         accepted = False
         while not accepted:
             for event in await client._read_events():

@@ -138,7 +138,16 @@ async def test_token_accepted_and_never_logged(token_hub: HubProcess) -> None:
         assert client.sid
         assert client.frames[-1] == f'40{{"sid":"{client.sid}"}}'
         await client.sync()
+    # a secret a client puts in the query string is not logged either
+    client = await WireClient.open(token_hub.host, token_hub.port, query="key=qs-secret-789")
+    try:
+        assert (await client.connect({"token": "s3cr3t-t0ken"})).type == 0
+        await client.sync()
+    finally:
+        await client.close()
     log = token_hub.log()
+    assert "WebSocket /socket.io/?…" in log
+    assert "qs-secret-789" not in log
     assert "refused" in log  # the hub does log (at debug), just never the secrets
     assert "s3cr3t-t0ken" not in log
     assert "wrong-secret-123" not in log

@@ -31,14 +31,17 @@ def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}:"
 
 
-def start_node(redis_server: RedisServer, prefix: str, tmp: Path) -> HubProcess:
+def start_node(redis_server: RedisServer, prefix: str, tmp: Path, ttl: float = 3) -> HubProcess:
+    """A hub process on the shared Redis. Its heartbeat expires ``ttl`` s after it dies, and
+    it checks the others every ``ttl / 3`` s: short for the tests, long enough that a busy CI
+    machine does not stall a live process past it."""
     return HubProcess.start(
         "--redis",
         redis_server.url,
         "--redis-prefix",
         prefix,
         "--node-ttl",
-        "1",
+        str(ttl),
         "--log-level",
         "debug",
         tmp=tmp,
@@ -196,7 +199,7 @@ async def test_members_of_a_crashed_process_are_removed(
     hubs: list[HubProcess], redis_server: RedisServer, prefix: str, hub_tmp: Path
 ) -> None:
     hub_a = hubs[0]
-    hub_d = start_node(redis_server, prefix, hub_tmp)
+    hub_d = start_node(redis_server, prefix, hub_tmp, ttl=1)
     ch = unique()
     async with connected(hub_a) as a:
         d = await WireClient.open(hub_d.host, hub_d.port)
@@ -206,7 +209,8 @@ async def test_members_of_a_crashed_process_are_removed(
             await join(d, ch)
             await a.expect("channel:join", member_event(ch, d.sid))
             hub_d.kill()  # SIGKILL: no clean-up at all
-            # another process notices the missing heartbeat (TTL 1 s) and announces the leave
+            # hub_a notices the expired heartbeat (within 1 s + its 1 s check period) and
+            # announces the leave
             with anyio.fail_after(5):
                 await a.expect("channel:leave", member_event(ch, d.sid))
             assert await a.call("members", {"channel": ch}) == [[{"id": a.sid, "data": None}]]

@@ -200,6 +200,7 @@ class Hub:
         self._serve_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._port: int | None = None
+        self._sock: socket.socket | None = None
         self._stopping = False
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -248,7 +249,7 @@ class Hub:
 
     async def _start(self) -> None:
         config = self.config
-        sock = _bind(config.host, config.port)
+        self._sock = sock = _bind(config.host, config.port)
         self._port = sock.getsockname()[1]
         try:
             self._store = self._make_store()
@@ -391,6 +392,9 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self._store.close()
             self._store = None
+        if self._sock is not None:
+            self._sock.close()  # uvicorn closes it too; closing twice is harmless
+            self._sock = None
 
     async def wait_stopped(self) -> None:
         """Return when the HTTP server has stopped (after ``stop()``)."""
