@@ -103,10 +103,8 @@ def redact_url(url: str) -> str:
     the URL must never appear. Never raises: a URL too broken to parse becomes
     ``"<invalid URL>"``.
     """
-    if not isinstance(url, str):
-        return "<invalid URL>"
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
     except ValueError:
         return "<invalid URL>"
     host = parts.netloc.rpartition("@")[2]

@@ -304,3 +304,12 @@ async def test_concurrent_waiters_are_all_served() -> None:
         assert sorted(got) == ["a", "b"]  # type: ignore[type-var]
         await first.aclose()
         await second.aclose()
+
+
+async def test_bad_headers_fail_the_attempt_like_on_a_socket() -> None:
+    connector = MemoryConnector()
+    with pytest.raises(TransportError, match="control characters") as info:
+        await connector.connect(URL, headers=[("x-token", "SECRET\r\nInjected: 1")])
+    assert info.value.reason == "transport error"
+    assert "SECRET" not in str(info.value)
+    assert len(connector.attempts) == 1

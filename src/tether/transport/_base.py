@@ -18,6 +18,7 @@ unchanged:
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal, Protocol, TypeAlias
@@ -30,6 +31,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportErrorReason",
+    "encode_headers",
 ]
 
 #: A whole WebSocket message: ``str`` for a text frame, ``bytes`` for a binary frame.
@@ -149,7 +151,60 @@ class Connector(Protocol):
         (``None`` means a default, verifying context), and ``max_message_size`` bounds every
         incoming message in bytes; a larger one fails the transport with
         ``"transport error"``. Raises :class:`TransportError` when the connection cannot be
-        opened, and ``ValueError`` for arguments that could never work (a malformed URL or
-        header, a non-positive size limit).
+        opened, including for a URL or header that could never work (they may come from a
+        callable the client runs for every attempt, so they fail the attempt, not the
+        driver). The one ``ValueError`` is for a ``max_message_size`` below 1.
         """
         ...
+
+
+# RFC 9110 5.1: a field name is a token.
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 5.5: a field value is visible characters, obs-text and inner spaces or tabs. CR, LF
+# and NUL are what would let a value smuggle in a header of its own.
+_FIELD_VALUE: Final = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+# Written by the WebSocket handshake itself (RFC 6455 4.1) or meaningless on an upgrade: a
+# second copy would make the request invalid or ambiguous.
+_RESERVED_HEADERS: Final = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "content-length",
+        "transfer-encoding",
+    }
+)
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Check extra handshake headers and encode them as Latin-1 (RFC 9110 5.5).
+
+    Raises ``ValueError`` (``TypeError`` for non-strings) for a name that is not a token, a
+    header the handshake sets itself (``Host``, ``Upgrade``, ``Sec-WebSocket-*``...), or a
+    value with control characters or characters outside Latin-1. Messages name the header,
+    never its value, since values are often credentials. Surrounding spaces are trimmed. A
+    client can call this when it is constructed to reject bad static headers early.
+    """
+    encoded = []
+    for name, value in headers:
+        if not isinstance(name, str):
+            raise TypeError(f"header names must be str, not {type(name).__name__}")
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"the {name} header is set by the WebSocket handshake itself")
+        if not isinstance(value, str):
+            raise TypeError(f"the value of header {name!r} must be a str")
+        try:
+            raw = value.strip(" \t").encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the value of header {name!r} has characters outside Latin-1"
+            ) from None
+        if not _FIELD_VALUE.fullmatch(raw):
+            raise ValueError(f"the value of header {name!r} has control characters")
+        encoded.append((name.encode("ascii"), raw))
+    return encoded

@@ -42,6 +42,7 @@ from ._base import (
     Message,
     TransportError,
     TransportErrorReason,
+    encode_headers,
 )
 
 __all__ = ["ConnectAttempt", "MemoryConnector", "MemoryPeer", "MemoryTransport"]
@@ -261,12 +262,16 @@ class MemoryConnector:
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 1_000_000,
     ) -> MemoryTransport:
-        """Record the attempt, then follow the script: fail, hang, or connect."""
+        """Record the attempt, check the headers, then follow the script: fail, hang, connect."""
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
         await anyio.lowlevel.checkpoint()
         attempt = ConnectAttempt(url, tuple(headers), ssl_context, max_message_size)
         self.attempts.append(attempt)
+        try:
+            encode_headers(headers)  # the same rules as the WebSocket transport
+        except (ValueError, TypeError) as exc:
+            raise TransportError(TRANSPORT_ERROR, f"cannot connect: {exc}") from None
         plan = self._plans.popleft() if self._plans else None
         if plan == _HANG:
             await anyio.sleep_forever()
