@@ -169,6 +169,10 @@ async def test_order_across_processes(hubs: list[HubProcess]) -> None:
 async def test_graceful_stop_removes_its_members(
     hubs: list[HubProcess], redis_server: RedisServer, prefix: str, hub_tmp: Path
 ) -> None:
+    import redis
+
+    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    nodes_before = db.smembers(f"{prefix}nodes")
     hub_a = hubs[0]
     hub_c = start_node(redis_server, prefix, hub_tmp)
     ch = unique()
@@ -187,17 +191,36 @@ async def test_graceful_stop_removes_its_members(
             with anyio.fail_after(0.9):
                 await a.expect("channel:leave", member_event(ch, c.sid, {"n": "c"}))
             assert await a.call("members", {"channel": ch}) == [[{"id": a.sid, "data": None}]]
+            # nothing of hub_c is left in Redis
+            assert db.smembers(f"{prefix}nodes") == nodes_before
+            assert not db.exists(f"{prefix}chans:{c.sid}")
+            assert not db.hexists(f"{prefix}profile", str(c.sid))
+            assert not [
+                key
+                for key in db.scan_iter(f"{prefix}alive:*")
+                if key.removeprefix(f"{prefix}alive:") not in nodes_before
+            ]
+            assert not [
+                key
+                for key in db.scan_iter(f"{prefix}node:*")
+                if key.removeprefix(f"{prefix}node:") not in nodes_before
+            ]
             # its client saw a transport close, not a Socket.IO DISCONNECT
             seen = await c.until_closed()
             assert ("channel:update", [member_event(ch, c.sid, {"n": "c"})]) in seen
             assert "41" not in c.frames
         finally:
             await c.close()
+            db.close()
 
 
 async def test_members_of_a_crashed_process_are_removed(
     hubs: list[HubProcess], redis_server: RedisServer, prefix: str, hub_tmp: Path
 ) -> None:
+    import redis
+
+    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    nodes_before = db.smembers(f"{prefix}nodes")
     hub_a = hubs[0]
     hub_d = start_node(redis_server, prefix, hub_tmp, ttl=1)
     ch = unique()
@@ -214,5 +237,8 @@ async def test_members_of_a_crashed_process_are_removed(
             with anyio.fail_after(5):
                 await a.expect("channel:leave", member_event(ch, d.sid))
             assert await a.call("members", {"channel": ch}) == [[{"id": a.sid, "data": None}]]
+            assert db.smembers(f"{prefix}nodes") == nodes_before
+            assert not db.exists(f"{prefix}chans:{d.sid}")
         finally:
             await d.close()
+            db.close()

@@ -15,7 +15,7 @@ key                         type    content
 ``P profile``               hash    sid → profile JSON (absent = null)
 ``P members:<channel>``     zset    sid → join sequence number (join order)
 ``P chans:<sid>``           hash    channel → echo flag of the last join (``1``/``0``)
-``P node:<node>``           set     sids connected to hub process ``node``
+``P node:<node>``           set     sids of hub process ``node`` that have state here
 ``P nodes``                 set     every registered hub process id
 ``P alive:<node>``          string  heartbeat, expires after the node TTL
 ``P seq``                   string  join sequence counter
@@ -143,7 +143,8 @@ class MemoryStore:
 # half-joined or half-removed. Keys are built from ARGV (prefix first); fine for a single Redis
 # server or a replicated pair, not for Redis Cluster (documented in specs/hub-wire-format.md).
 _JOIN = """
-local p, sid, ch, echo = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, sid, ch, echo, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+redis.call('SADD', p .. 'node:' .. node, sid)
 local mkey = p .. 'members:' .. ch
 local new = 0
 if not redis.call('ZSCORE', mkey, sid) then
@@ -162,10 +163,11 @@ return {removed, redis.call('HGET', p .. 'profile', sid)}
 """
 
 _SET_PROFILE = """
-local p, sid, data = ARGV[1], ARGV[2], ARGV[3]
+local p, sid, data, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if data == '' then
   redis.call('HDEL', p .. 'profile', sid)
 else
+  redis.call('SADD', p .. 'node:' .. node, sid)
   redis.call('HSET', p .. 'profile', sid, data)
 end
 return redis.call('HKEYS', p .. 'chans:' .. sid)
@@ -233,13 +235,15 @@ class RedisStore:
             self._redis = None
 
     async def add_client(self, sid: str) -> None:
-        await self._redis.sadd(self._key("node:", self.node_id), sid)
+        # Nothing to store yet: a sid is registered under this node by its first join or
+        # profile, so connecting never depends on Redis being reachable.
+        return None
 
     async def remove_client(self, sid: str) -> Departed:
         return await self._remove(sid, self.node_id)
 
     async def join(self, sid: str, channel: str, echo: bool) -> tuple[bool, Profile]:
-        new, profile = await self._run("join", sid, channel, "1" if echo else "0")
+        new, profile = await self._run("join", sid, channel, "1" if echo else "0", self.node_id)
         return bool(new), _load_profile(profile)
 
     async def leave(self, sid: str, channel: str) -> tuple[bool, Profile]:
@@ -248,7 +252,7 @@ class RedisStore:
 
     async def set_profile(self, sid: str, profile: Profile) -> list[str]:
         text = "" if profile is None else json_text(profile)
-        channels: list[str] = await self._run("set_profile", sid, text)
+        channels: list[str] = await self._run("set_profile", sid, text, self.node_id)
         return channels
 
     async def members(self, channel: str) -> list[tuple[str, Profile]]:
