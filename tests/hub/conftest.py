@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -47,6 +47,7 @@ SRC = ROOT / "src"
 START_TIMEOUT = 15.0
 
 __all__ = [
+    "Address",
     "HubProcess",
     "RedisServer",
     "WireClient",
@@ -489,10 +490,17 @@ def _parse(text: str) -> tuple[Packet, int]:
     return Packet(packet_type, data, ack), count
 
 
+class Address(Protocol):
+    """Where a hub listens: a ``HubProcess``, or anything else with ``host`` and ``port``."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
 @contextlib.asynccontextmanager
-async def connected(
-    hub: HubProcess, auth: dict[str, Any] | None = None
-) -> AsyncIterator[WireClient]:
+async def connected(hub: Address, auth: dict[str, Any] | None = None) -> AsyncIterator[WireClient]:
     """A WireClient connected to ``hub`` on "/" (CONNECT accepted)."""
     client = await WireClient.open(hub.host, hub.port)
     try:

@@ -18,7 +18,10 @@ from typing import Any
 import anyio
 import pytest
 
-from .conftest import ROOT, SRC, HubProcess, WireClient, connected, hub_env, unique
+from tether.cli import main
+from tether.hub import Hub, HubConfig, run_hub, start_hub_in_thread
+
+from .conftest import ROOT, HubProcess, WireClient, connected, hub_env, unique
 
 pytestmark = pytest.mark.anyio
 
@@ -105,9 +108,6 @@ def test_busy_port_and_bad_options_fail_cleanly(hub: HubProcess) -> None:
 
 
 def test_cli_stubs_and_help() -> None:
-    sys.path.insert(0, str(SRC))
-    from tether.cli import main
-
     assert main(["connect"]) == 1
     assert main(["demo"]) == 1
     assert main([]) == 2
@@ -515,30 +515,21 @@ async def test_payload_limit(small_hub: HubProcess) -> None:
 # -------------------------------------------------------------------------------- embedding
 
 
-def _import_hub() -> Any:
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
-    import tether.hub
-
-    return tether.hub
-
-
 async def test_hub_thread_drop_is_a_transport_close() -> None:
-    hub_mod = _import_hub()
-    hub_thread = await anyio.to_thread.run_sync(hub_mod.start_hub_in_thread)
+    hub_thread = await anyio.to_thread.run_sync(start_hub_in_thread)
     try:
         assert hub_thread.url == f"http://127.0.0.1:{hub_thread.port}"
-        host, port = "127.0.0.1", hub_thread.port
         ch = unique()
-        client = await WireClient.open(host, port)
+        client = await WireClient.open(hub_thread.host, hub_thread.port)
         await client.connect()
-        async with connected(_Addr(host, port)) as watcher:  # type: ignore[arg-type]
+        async with connected(hub_thread) as watcher:
             await join(client, ch, echo=False)
             await join(watcher, ch, echo=False)
             assert set(await anyio.to_thread.run_sync(hub_thread.sids)) == {
                 client.sid,
                 watcher.sid,
             }
+            assert client.sid is not None
             assert await anyio.to_thread.run_sync(hub_thread.drop, client.sid) is True
             assert await client.until_closed() == [("channel:join", [join_event(ch, watcher.sid)])]
             # the WebSocket was closed: no Socket.IO DISCONNECT, no engine.io close packet
@@ -554,35 +545,27 @@ async def test_hub_thread_drop_is_a_transport_close() -> None:
     hub_thread.stop()  # idempotent
 
 
-class _Addr:
-    """Duck-typed stand-in for HubProcess (only host and port are used by ``connected``)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-
 async def test_run_hub_in_a_task_group(anyio_backend: Any) -> None:
-    hub_mod = _import_hub()
-    config = hub_mod.HubConfig(port=0)
+    config = HubConfig(port=0)
     if anyio_backend[0] == "trio":
         with pytest.raises(RuntimeError, match="asyncio"):
-            await hub_mod.run_hub(config)
+            await run_hub(config)
         return
     async with anyio.create_task_group() as tg:
-        hub = await tg.start(hub_mod.run_hub, config)
-        async with connected(_Addr("127.0.0.1", hub.port)) as client:  # type: ignore[arg-type]
+        hub: Hub = await tg.start(run_hub, config)
+        async with connected(hub) as client:
             await client.sync()
         tg.cancel_scope.cancel()
+    assert hub.sids() == []
 
 
 def test_config_repr_hides_secrets() -> None:
-    hub_mod = _import_hub()
-    config = hub_mod.HubConfig(token="tok-123", redis_url="redis://user:pw-456@h:1/0")
+    config = HubConfig(token="tok-123", redis_url="redis://user:pw-456@h:1/0")
     text = repr(config)
     assert "tok-123" not in text
     assert "pw-456" not in text
     assert "redis://user:***@h:1/0" in text
     with pytest.raises(ValueError, match="port"):
-        hub_mod.HubConfig(port=70000)
+        HubConfig(port=70000)
     with pytest.raises(ValueError, match="redis"):
-        hub_mod.HubConfig(redis_url="http://x")
+        HubConfig(redis_url="http://x")

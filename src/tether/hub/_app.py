@@ -206,6 +206,11 @@ class Hub:
     # ----------------------------------------------------------------------------- lifecycle
 
     @property
+    def host(self) -> str:
+        """The configured host (as given: a name or an address)."""
+        return self.config.host
+
+    @property
     def port(self) -> int:
         """The port actually bound (useful with ``port=0``); only valid once started."""
         if self._port is None:

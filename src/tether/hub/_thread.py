@@ -43,6 +43,10 @@ class HubThread:
         return self.hub.url
 
     @property
+    def host(self) -> str:
+        return self.hub.host
+
+    @property
     def port(self) -> int:
         return self.hub.port
 
