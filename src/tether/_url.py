@@ -137,6 +137,10 @@ def _netloc(parts: SplitResult, url: str) -> str:
     if any(c.isspace() or ord(c) < 0x20 or c in "\\%<>\"'{}|^`" for c in host):
         raise ValueError(f"the URL {redact_url(url)} has an invalid host")
     try:
+        host.encode("idna")  # what DNS, TLS and the Host header will need
+    except UnicodeError:
+        raise ValueError(f"the URL {redact_url(url)} has an invalid host name") from None
+    try:
         port = parts.port
     except ValueError:
         port = -1

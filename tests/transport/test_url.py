@@ -27,6 +27,7 @@ BASE = "EIO=4&transport=websocket"
         ("http://[::1]:8080", f"ws://[::1]:8080/socket.io/?{BASE}"),
         ("https://[2001:db8::1]", f"wss://[2001:db8::1]/socket.io/?{BASE}"),
         ("  https://example.com  ", f"wss://example.com/socket.io/?{BASE}"),
+        ("https://bücher.example", f"wss://bücher.example/socket.io/?{BASE}"),
     ],
 )
 def test_schemes_hosts_and_ports(url: str, expected: str) -> None:
@@ -101,6 +102,8 @@ def test_reserved_keys_refused_in_url_query(key: str) -> None:
         ("http://example.com:abc", "invalid port"),
         ("http://[::1", "invalid URL"),
         ("http://exa mple.com", "invalid host"),
+        ("http://a..b", "invalid host name"),
+        ("http://" + "x" * 64 + ".com", "invalid host name"),  # DNS labels are <= 63
         ("https://example.com/chat", "path='/chat'"),
         ("https://example.com/socket.io/", "path="),
         ("https://user:pw@example.com", "credentials"),

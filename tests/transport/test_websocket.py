@@ -567,6 +567,16 @@ async def test_protocol_violations_are_transport_errors(
     assert codes == [code]  # RFC 6455 7.1.7: failed with the code that says why
 
 
+async def test_aclose_drops_undelivered_messages(raw_server: Callable[..., RawServer]) -> None:
+    server = raw_server(wait_for_eof, after_101=frame(TEXT, b"a") + frame(TEXT, b"b"))
+    with anyio.fail_after(TIMEOUT):
+        transport = await connect(server.url())
+        assert await transport.receive() == "a"
+        await transport.aclose()
+        await expect_error(transport, "transport close")
+        await server.finish()
+
+
 async def test_unsolicited_pong_is_ignored(raw_server: Callable[..., RawServer]) -> None:
     server = raw_server(wait_for_eof, after_101=frame(PONG, b"?") + frame(TEXT, b"after"))
     with anyio.fail_after(TIMEOUT):
@@ -1013,7 +1023,14 @@ async def test_bad_headers_fail_the_attempt_without_leaking(
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/", "ws:///socket.io/", "ws://example.com:0/", "ws://example.com:x/"],
+    [
+        "ftp://example.com/",
+        "ws:///socket.io/",
+        "ws://example.com:0/",
+        "ws://example.com:x/",
+        "ws://a..b/socket.io/",  # not a valid IDNA host name
+        "ws://127.0.0.1:1/socket.io/?token=é",  # not percent-encoded
+    ],
 )
 async def test_bad_urls_fail_the_attempt(url: str) -> None:
     with pytest.raises(TransportError) as info:

@@ -97,7 +97,11 @@ class Transport(Protocol):
 
     @property
     def closed(self) -> bool:
-        """True once the connection has ended or ``aclose()`` was called."""
+        """True once the connection has ended or ``aclose()`` was called.
+
+        A transport that ended on the peer's side may still hold messages that arrived
+        before the end: keep calling ``receive()`` until it raises to get all of them.
+        """
         ...
 
     async def send(self, message: Message) -> None:

@@ -120,9 +120,9 @@ class WebSocketConnector:
         from :func:`tether._url.build_websocket_url`. ``headers`` are added to the upgrade
         request. Raises :class:`TransportError` (``"transport error"``, with ``status`` set
         when the server answered the upgrade with an HTTP error) if the connection cannot be
-        opened, and ``ValueError``/``TypeError`` for a URL, header or size limit that could
-        never work. Cancellation is safe at any point: the socket is closed before the
-        cancellation propagates.
+        opened, a malformed URL or header included; ``ValueError`` only for a
+        ``max_message_size`` below 1. Cancellation is safe at any point: the socket is closed
+        before the cancellation propagates.
         """
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
@@ -282,8 +282,10 @@ class WebSocketTransport:
         """Send a close frame if that can be done within ``close_timeout``, then close.
 
         Idempotent; a second caller waits for the first close to finish. Never raises.
+        Messages received but not yet returned are dropped: whoever closes is done reading.
         """
         self._set_error(TRANSPORT_CLOSE, f"the connection to {self._where} was closed locally")
+        self._ready.clear()
         await self._shutdown()
 
     # --- reading -----------------------------------------------------------------------
@@ -524,6 +526,10 @@ def _parse_url(url: str) -> tuple[str, str, int, str, str]:
         explicit_port = 0
     if explicit_port == 0:
         raise ValueError(f"the URL {redact_url(url)} has an invalid port")
+    try:
+        host.encode("idna")  # what getaddrinfo, TLS and the Host header will need
+    except UnicodeError:
+        raise ValueError(f"the URL {redact_url(url)} has an invalid host name") from None
     port = explicit_port or _DEFAULT_PORTS[scheme]
     # RFC 6455 4.1: Host names the port too unless it is the scheme's default; IPv6 literals
     # keep their brackets.
@@ -531,6 +537,8 @@ def _parse_url(url: str) -> tuple[str, str, int, str, str]:
     if port != _DEFAULT_PORTS[scheme]:
         host_header = f"{host_header}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not target.isascii():  # build_websocket_url percent-encodes; a hand-made URL may not
+        raise ValueError(f"the URL {redact_url(url)} must be percent-encoded (ASCII only)")
     return scheme, host, port, host_header, target
 
 
