@@ -243,6 +243,9 @@ class Connection:
         next ``open()`` does not ask for connection state recovery.
         """
         state = self._lifecycle.state
+        # The user ends the session: no recovery on the next open(), even when the client
+        # was already CLOSED (after reconnect_failed, or with reconnection disabled).
+        self._pid = self._offset = None
         if state is State.CLOSED:
             return
         if state is State.CONNECTED:
@@ -253,7 +256,6 @@ class Connection:
         self._stop_attempt()
         self._retry_at = None
         self._attempt = 0
-        self._pid = self._offset = None
         self._fire(Trigger.CLOSE, reason=DisconnectReason.CLIENT)
 
     def emit(self, event: str, *args: Any, now: float) -> None:

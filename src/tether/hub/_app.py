@@ -109,7 +109,7 @@ class _ReadyRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         thread = getattr(self, "thread", None)
         if thread is not None:
             thread.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await thread
         if self.pubsub is not None:
             with contextlib.suppress(Exception):
@@ -379,7 +379,7 @@ class Hub:
     async def _teardown(self) -> None:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._heartbeat_task
             self._heartbeat_task = None
         if self._store is not None and self._sio is not None:
@@ -402,9 +402,11 @@ class Hub:
             self._sock = None
 
     async def wait_stopped(self) -> None:
-        """Return when the HTTP server has stopped (after ``stop()``)."""
+        """Return when the HTTP server has stopped: after ``stop()``, or if uvicorn failed
+        (its error is logged by ``stop()``, which the caller should still call)."""
         if self._serve_task is not None:
-            await asyncio.shield(self._serve_task)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._serve_task)
 
     # ------------------------------------------------------------------------------- control
 
