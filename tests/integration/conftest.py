@@ -1,0 +1,101 @@
+"""Fixtures that start the real peers: Node socket.io, python-socketio and the garbage server.
+
+- ``node_server``, ``python_server``, ``garbage_server``: one process (or thread) per test
+  session, shared by the tests. Prefer the function-scoped views below, which reset them.
+- ``server_kind``: parametrized over ``"node"`` and ``"python"``; override it with
+  ``@pytest.mark.parametrize("server_kind", ["node"])``.
+- ``sio_server``: the shared server of ``server_kind``, made ready for this test (running,
+  resumed, unmuted, history cleared). Tests that stop, kill, pause or restart a server, or need
+  options, use ``server_factory`` instead.
+- ``server_factory(kind, *, ping_interval=None, ping_timeout=None, token=None, csr=False,
+  max_payload=None, no_ping=False, late_hello=False)``: a fresh, started server, killed after
+  the test.
+- ``garbage``: the shared garbage server, reset before and after the test;
+  ``garbage_factory(*, ping_interval=25000, ping_timeout=20000, max_payload=1_000_000,
+  oversize=2 MiB, ws_ping_interval=None)`` a fresh one, stopped after the test.
+
+When a test here fails, the output of every server still running is attached to its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+import pytest
+from tests.servers.garbage import GarbageFactory, GarbageServer
+from tests.servers.handles import (
+    SERVER_KINDS,
+    NodeServer,
+    PythonServer,
+    ServerFactory,
+    ServerKind,
+    SocketIOServer,
+    live_servers,
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for server in live_servers():
+            report.sections.append((f"{server.name} {server.url}", server.output(60)))
+    return report
+
+
+@pytest.fixture(scope="session")
+def node_server() -> Iterator[NodeServer]:
+    server = NodeServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def python_server() -> Iterator[PythonServer]:
+    server = PythonServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> ServerKind:
+    kind: ServerKind = request.param
+    return kind
+
+
+@pytest.fixture
+def sio_server(server_kind: ServerKind, request: pytest.FixtureRequest) -> SocketIOServer:
+    server: SocketIOServer = request.getfixturevalue(f"{server_kind}_server")
+    server.ensure_ready()
+    return server
+
+
+@pytest.fixture
+def server_factory() -> Iterator[ServerFactory]:
+    factory = ServerFactory()
+    with factory.scope():
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def garbage_server() -> Iterator[GarbageServer]:
+    with GarbageServer() as server:
+        yield server
+
+
+@pytest.fixture
+def garbage(garbage_server: GarbageServer) -> Iterator[GarbageServer]:
+    garbage_server.reset()
+    yield garbage_server
+    garbage_server.reset()
+
+
+@pytest.fixture
+def garbage_factory() -> Iterator[GarbageFactory]:
+    factory = GarbageFactory()
+    yield factory
+    factory.close()
