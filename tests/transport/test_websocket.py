@@ -3,7 +3,8 @@
 Two kinds of server run in background threads, so they work whatever the test's event loop:
 a ``websockets`` server (a correct, independent RFC 6455 implementation) for the normal
 paths, and a raw socket server that writes hand-made frames for the broken ones. Tests wait
-for server-side conditions through ``threading.Event``s, never by sleeping.
+for server-side conditions through ``threading.Event``s and never sleep for a guessed time
+(one test polls a lock's statistics until the state it needs is there).
 """
 
 from __future__ import annotations
