@@ -5,14 +5,15 @@ can be filled in without touching the others. ``main(argv)`` returns the exit st
 exiting, which keeps it testable in-process. The hub is imported lazily: ``tether --help`` and
 the client commands work without the ``hub`` extra.
 
-Only ``serve`` writes to standard output, exactly one line (``listening on http://HOST:PORT``),
-so scripts and tests can wait for it; everything else goes to standard error.
+``serve`` writes exactly one line to standard output (``listening on http://HOST:PORT``), so
+scripts and tests can wait for it; ``connect`` and ``demo`` print their timeline there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import math
 import os
@@ -218,29 +219,64 @@ def _configure_logging(level: str) -> None:
 
 
 def _add_connect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("connect", help="interactive client (embedded hub without URL)")
-    p.add_argument("url", nargs="?", help="hub or Socket.IO server URL")
+    p = sub.add_parser(
+        "connect",
+        help="interactive client: prints events, sends what you type",
+        description="Connect, print lifecycle events and messages as they happen (with "
+        "timestamps) and send what you type: send CH EVENT JSON, broadcast EVENT JSON, "
+        "emit EVENT JSON, join CH, leave CH, profile JSON, members CH, close, open, quit. "
+        "Without a URL an embedded hub is started (needs the hub extra).",
+    )
+    p.add_argument("url", nargs="?", help="hub or Socket.IO server URL (default: embedded hub)")
     p.add_argument("--join", action="append", default=[], metavar="CH", help="join a channel")
-    p.add_argument("--auth", metavar="JSON", help="auth object sent on connect")
+    p.add_argument(
+        "--auth", metavar="JSON", help='auth object sent on connect, e.g. \'{"token": "T"}\''
+    )
+    p.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     p.set_defaults(func=cmd_connect)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
-    """``tether connect``: not implemented yet."""
-    print("tether connect: not implemented yet", file=sys.stderr)
-    return 1
+    """``tether connect``: the interactive client."""
+    from tether._console import run_connect
+
+    auth = None
+    if args.auth is not None:
+        try:
+            auth = json.loads(args.auth)
+        except ValueError:
+            print("tether connect: --auth must be a JSON object", file=sys.stderr)
+            return 2
+        if not isinstance(auth, dict):
+            print("tether connect: --auth must be a JSON object", file=sys.stderr)
+            return 2
+    try:
+        return run_connect(args.url, list(args.join), auth, args.backend)
+    except ValueError as exc:
+        print(f"tether connect: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
 
 
 # ------------------------------------------------------------------------------------ demo
 
 
 def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="show the whole lifecycle against an embedded hub")
+    p = sub.add_parser(
+        "demo",
+        help="show the whole lifecycle against an embedded hub",
+        description="Two clients on an embedded hub and real sockets: they join a channel "
+        "and talk; one client's network is cut, it reconnects, re-joins and its offline "
+        "messages arrive in order; then a close() that stays closed. Exits 1 if anything it "
+        "announces did not happen.",
+    )
     p.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``tether demo``: not implemented yet."""
-    print("tether demo: not implemented yet", file=sys.stderr)
-    return 1
+    """``tether demo``: the self-checking lifecycle walk-through."""
+    from tether._console import run_demo
+
+    return run_demo(args.backend)
