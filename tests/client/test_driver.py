@@ -218,15 +218,16 @@ async def test_events_iterator_and_overflow() -> None:
         await rt.wait_connected(5)
         received: list[tuple[str, tuple[Any, ...]]] = []
 
+        ticks = rt.events("tick")  # subscribed from here on, before any event is sent
+
         async def consume() -> None:
-            async for item in rt.events("tick"):
+            async for item in ticks:
                 received.append(item)
                 if len(received) == 2:
                     return
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
-            await anyio.sleep(0.01)
             await peer.send('42["other"]')
             await peer.send('42["tick",1]')
             await peer.send('42["tick",2]')
@@ -265,7 +266,7 @@ async def test_attempt_timeout_then_retry() -> None:
     connector.hang_next()
     server = ScriptedServer(connector)
     errors: list[str] = []
-    async with client(connector, timeout=0.05, **FAST) as rt:
+    async with client(connector, timeout=0.5, **FAST) as rt:
         rt.on_error(lambda e: errors.append(e.message))
         await server.accept()
         await rt.wait_connected(5)
