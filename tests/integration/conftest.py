@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 
 import pytest
-from tests.servers.garbage import GarbageFactory, GarbageServer
-from tests.servers.handles import (
+
+from servers.garbage import GarbageFactory, GarbageServer
+from servers.handles import (
     SERVER_KINDS,
     NodeServer,
     PythonServer,

@@ -18,11 +18,12 @@ import anyio
 import anyio.to_thread
 import pytest
 import socketio
-from tests.servers.garbage import GarbageConnection, GarbageFactory, GarbageServer
-from tests.servers.handles import ServerFactory, ServerKind, SocketIOServer
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
+
+from servers.garbage import GarbageConnection, GarbageFactory, GarbageServer
+from servers.handles import ServerFactory, ServerKind, SocketIOServer
 
 pytestmark = pytest.mark.anyio
 

@@ -481,8 +481,7 @@ class PythonServer(SocketIOServer):
     def command(self, port: int) -> list[str]:
         return [
             sys.executable,
-            "-m",
-            "tests.servers.pyserver",
+            str(ROOT / "tests" / "servers" / "pyserver.py"),
             "--host",
             self.host,
             "--port",
@@ -493,8 +492,7 @@ class PythonServer(SocketIOServer):
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        env.pop("PYTHONWARNINGS", None)
+        env.pop("PYTHONWARNINGS", None)  # a library's DeprecationWarning must not kill it
         return env
 
 

@@ -1,8 +1,8 @@
 """python-socketio test server: the same behaviour and /control/ API as servers/node/server.js.
 
-Run from the project root::
+Run it as a script (it imports nothing from the project)::
 
-    python -m tests.servers.pyserver --port 0 [--host 127.0.0.1] [--ping-interval MS]
+    python tests/servers/pyserver.py --port 0 [--host 127.0.0.1] [--ping-interval MS]
         [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
         [--watch-stdin] [--verbose]
 
@@ -350,7 +350,7 @@ def _watch_stdin() -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.servers.pyserver", description=__doc__)
+    p = argparse.ArgumentParser(prog="pyserver.py", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--ping-interval", type=int, default=25000, metavar="MS")

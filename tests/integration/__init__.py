@@ -1,0 +1,1 @@
+"""Integration tests: tether against real peers (see tests/servers and servers/README.md)."""
