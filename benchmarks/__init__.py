@@ -1,0 +1,1 @@
+"""tether's benchmarks: ``python -m benchmarks.run`` (see benchmarks/README.md)."""

@@ -1,0 +1,719 @@
+"""Run tether's benchmarks against a local Node socket.io 4.8 server: ``python -m benchmarks.run``.
+
+Measures, in one run, tether on asyncio, tether on trio and python-socketio's AsyncClient
+(WebSocket transport), each bench in a fresh subprocess:
+
+* receive throughput (events/s and CPU µs per event): 64 B JSON, 1 KiB JSON, 1 KiB binary;
+* echo round trip with an ack, sequential calls: p50 and p99;
+* fresh connect time (median);
+* memory per idle connection (RSS difference over many connections held in one process);
+* a reconnect storm: clients connected, the server restarted on the same port; the time until
+  all are back and the most connection attempts the server saw in any 100 ms window.
+
+Prints a table with the ratio to python-socketio for every figure and writes
+``benchmarks/results/results.json`` and ``results.png`` (``--quick`` and ``--only`` runs write
+``quick.*`` / ``partial.*`` instead, so they never replace the full results).
+See benchmarks/README.md for the methodology.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ._procs import ROOT, SERVER_DIR, STARTED, BenchError, ClientRun, NodeServer
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REFERENCE = "python-socketio"
+CLIENTS: dict[str, list[str]] = {
+    "python-socketio": ["-m", "benchmarks.clients.psio_client"],
+    "tether-asyncio": ["-m", "benchmarks.clients.tether_client", "--backend", "asyncio"],
+    "tether-trio": ["-m", "benchmarks.clients.tether_client", "--backend", "trio"],
+}
+#: Receive-only ceilings: anyio + wsproto with the minimal protocol (no Socket.IO layer).
+CEILINGS: dict[str, list[str]] = {
+    "bare-asyncio": ["-m", "benchmarks.clients.bare_client", "--backend", "asyncio"],
+    "bare-trio": ["-m", "benchmarks.clients.bare_client", "--backend", "trio"],
+}
+KINDS = {"recv64": "json64", "recv1k": "json1k", "recvbin": "bin1k"}
+BENCHES = (*KINDS, "echo", "connect", "memory", "storm")
+WINDOW_MS = 100.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    recv_counts: dict[str, int]
+    recv_warmup: int
+    rounds: int
+    echo_calls: int
+    echo_warmup: int
+    connects: int
+    connect_warmup: int
+    memory_clients: int
+    memory_hold: float
+    storm_clients: int
+    concurrency: int
+    timeout: float
+
+
+FULL = Plan(
+    recv_counts={"json64": 50_000, "json1k": 50_000, "bin1k": 20_000},
+    recv_warmup=2_000,
+    rounds=3,
+    echo_calls=2_000,
+    echo_warmup=100,
+    connects=20,
+    connect_warmup=2,
+    memory_clients=1_000,
+    memory_hold=2.0,
+    storm_clients=500,
+    concurrency=50,
+    timeout=90.0,
+)
+QUICK = Plan(
+    recv_counts={"json64": 5_000, "json1k": 5_000, "bin1k": 2_000},
+    recv_warmup=500,
+    rounds=1,
+    echo_calls=200,
+    echo_warmup=20,
+    connects=5,
+    connect_warmup=1,
+    memory_clients=100,
+    memory_hold=0.5,
+    storm_clients=50,
+    concurrency=50,
+    timeout=30.0,
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    digits: int = 0
+
+
+FIGURES = [
+    Figure("recv_json64_eps", "receive 64 B JSON", "events/s", True),
+    Figure("recv_json1k_eps", "receive 1 KiB JSON", "events/s", True),
+    Figure("recv_bin1k_eps", "receive 1 KiB binary", "events/s", True),
+    Figure("recv_json64_cpu", "CPU per event, 64 B JSON", "µs", False, 1),
+    Figure("recv_json1k_cpu", "CPU per event, 1 KiB JSON", "µs", False, 1),
+    Figure("recv_bin1k_cpu", "CPU per event, 1 KiB binary", "µs", False, 1),
+    Figure("echo_p50", "echo round trip p50", "µs", False),
+    Figure("echo_p99", "echo round trip p99", "µs", False),
+    Figure("connect_ms", "fresh connect, median", "ms", False, 2),
+    Figure("memory_kib", "memory per idle connection", "KiB", False, 1),
+    Figure("storm_back_s", "storm: all clients back", "s", False, 2),
+    Figure("storm_peak", "storm: most attempts in 100 ms", "attempts", False),
+    Figure("storm_peak_pct", "storm: that, % of clients", "%", False, 1),
+]
+
+#: Issue 5's targets, as (figure, test on the ratio or value, description).
+TARGETS = [
+    ("recv_json64_eps", "ratio", 2.5, ">=", "receive 64 B ≥ 2.5× python-socketio"),
+    ("recv_json1k_eps", "ratio", 2.3, ">=", "receive 1 KiB ≥ 2.3×"),
+    ("recv_bin1k_eps", "ratio", 2.3, ">=", "receive binary ≥ 2.3×"),
+    ("echo_p50", "ratio", 1.0, "<=", "echo p50 no worse"),
+    ("connect_ms", "ratio", 1.0, "<=", "connect time no worse"),
+    ("memory_kib", "ratio", 0.5, "<=", "memory per idle connection ≤ ½"),
+    ("storm_peak_pct", "value", 25.0, "<=", "storm: no 100 ms window > ¼ of the attempts"),
+]
+
+
+# ------------------------------------------------------------------------------ benches
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+#: What went wrong, one entry per failed bench run; the other runs carry on.
+ERRORS: list[str] = []
+
+
+def record_error(message: str) -> None:
+    ERRORS.append(message)
+    log(f"error: {message}")
+
+
+def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, Any] | None:
+    """One bench in a fresh subprocess; None (and an entry in ERRORS) if it failed."""
+    module = CLIENTS.get(name) or CEILINGS[name]
+    run = ClientRun(module, bench_args, timeout)
+    try:
+        return run.wait_for("RESULT")
+    except BenchError as exc:
+        record_error(str(exc))
+        return None
+    finally:
+        run.finish()
+
+
+def bench_recv(
+    server: NodeServer, clients: list[str], kinds: list[str], plan: Plan
+) -> dict[str, Any]:
+    """Rounds of (kind × client), the client order rotating, so that a change in machine load
+    during the run spreads over every client instead of landing on one."""
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for round_no in range(plan.rounds):
+        order = clients[round_no % len(clients) :] + clients[: round_no % len(clients)]
+        for kind in kinds:
+            for name in order:
+                count = plan.recv_counts[kind]
+                log(f"  recv {kind} {name} (round {round_no + 1}/{plan.rounds}, {count} events)")
+                args = [
+                    "--bench", "recv", "--url", server.url, "--kind", kind, "--count", str(count),
+                    "--reps", "1", "--warmup", str(plan.recv_warmup),
+                ]  # fmt: skip
+                result = run_client(name, args, plan.timeout)
+                if result is None:
+                    continue
+                samples.setdefault(name, {}).setdefault(kind, []).extend(result["samples"])
+    out: dict[str, Any] = {}
+    for name, by_kind in samples.items():
+        for kind, runs in by_kind.items():
+            rates = [s["events"] / s["wall"] for s in runs]
+            cpu = [s["cpu"] / s["events"] * 1e6 for s in runs]
+            out.setdefault(name, {})[kind] = {
+                "events_per_s": statistics.median(rates),
+                "cpu_us_per_event": statistics.median(cpu),
+                "samples": runs,
+            }
+    return out
+
+
+def bench_simple(server: NodeServer, clients: list[str], bench: str, plan: Plan) -> dict[str, Any]:
+    out = {}
+    for name in clients:
+        if bench == "echo":
+            extra = ["--count", str(plan.echo_calls), "--warmup", str(plan.echo_warmup)]
+        elif bench == "connect":
+            extra = ["--count", str(plan.connects), "--warmup", str(plan.connect_warmup)]
+        else:
+            extra = [
+                "--count", str(plan.memory_clients), "--concurrency", str(plan.concurrency),
+                "--hold", str(plan.memory_hold),
+            ]  # fmt: skip
+        log(f"  {bench} {name}")
+        result = run_client(name, ["--bench", bench, "--url", server.url, *extra], plan.timeout)
+        if result is not None:
+            out[name] = result
+    return out
+
+
+def sliding_max(times: list[float], window: float) -> int:
+    """The most timestamps inside any half-open window [t, t + window)."""
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def start_on_port(port: int, attempts: int = 20) -> NodeServer:
+    """Start a server on a port that was just freed; retry briefly if it is not free yet."""
+    error: BenchError | None = None
+    for _ in range(attempts):
+        try:
+            return NodeServer(port=port).start()
+        except BenchError as exc:
+            error = exc
+            time.sleep(0.05)
+    assert error is not None
+    raise error
+
+
+def bench_storm(clients: list[str], plan: Plan) -> dict[str, Any]:
+    out = {}
+    for name in clients:
+        log(f"  storm {name} ({plan.storm_clients} clients)")
+        try:
+            out[name] = storm_one(name, plan)
+        except BenchError as exc:
+            record_error(f"storm {name}: {exc}")
+    return out
+
+
+def storm_one(name: str, plan: Plan) -> dict[str, Any]:
+    """Connect the clients, SIGKILL the server, start it again on the same port, and watch.
+
+    Attempts are counted where the brief asks, at the restarted server (its HTTP upgrade
+    events), and also where each client starts one (its own clock, before any queueing in the
+    network or in Node): a burst seen only by the server is the server catching up, not the
+    clients retrying in lockstep.
+    """
+    first = NodeServer().start()
+    second: NodeServer | None = None
+    bench_args = ["--bench", "storm", "--url", first.url, "--count", str(plan.storm_clients)]
+    bench_args += ["--concurrency", str(plan.concurrency)]
+    run = ClientRun(CLIENTS[name], bench_args, plan.timeout)
+    try:
+        ready = run.wait_for("READY")
+        time.sleep(0.5)  # let the last connects settle
+        killed_at = time.time()
+        first.kill()
+        second = start_on_port(first.port)
+        up_at = time.time()
+        result = run.wait_for("RESULT")
+        seen = second.get("/control/attempts")
+    finally:
+        run.finish()
+        first.stop()
+        if second is not None:
+            second.stop()
+    back = [times[1] for times in result["connect_times"] if len(times) >= 2]
+    at_server = sorted(t / 1000.0 - killed_at for t in seen["attempts"])
+    at_clients = sorted(t - killed_at for t in result["attempt_times"] if t > killed_at)
+    peak = sliding_max(at_server, WINDOW_MS / 1000.0)
+    return {
+        "clients": plan.storm_clients,
+        "connected_before": ready["clients"],
+        "back": len(back),
+        "all_back_s": (max(back) - killed_at) if len(back) == plan.storm_clients else None,
+        "median_back_s": statistics.median(back) - killed_at if back else None,
+        "server_down_s": up_at - killed_at,
+        "attempts_seen": len(at_server),
+        "connections_seen": len(seen["connections"]),
+        "peak_attempts_100ms": peak,
+        "peak_pct_of_clients": 100.0 * peak / plan.storm_clients,
+        "client_attempts": len(at_clients),
+        "client_peak_attempts_100ms": sliding_max(at_clients, WINDOW_MS / 1000.0),
+        "attempt_offsets_s": [round(a, 4) for a in at_server],
+        "client_attempt_offsets_s": [round(a, 4) for a in at_clients],
+    }
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def figures_from(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    figures: dict[str, dict[str, float | None]] = {f.key: {} for f in FIGURES}
+    for name, by_kind in results.get("recv", {}).items():
+        for kind, r in by_kind.items():
+            figures[f"recv_{kind}_eps"][name] = r["events_per_s"]
+            figures[f"recv_{kind}_cpu"][name] = r["cpu_us_per_event"]
+    for name, r in results.get("echo", {}).items():
+        figures["echo_p50"][name] = r["p50_us"]
+        figures["echo_p99"][name] = r["p99_us"]
+    for name, r in results.get("connect", {}).items():
+        figures["connect_ms"][name] = r["median_ms"]
+    for name, r in results.get("memory", {}).items():
+        figures["memory_kib"][name] = r["bytes_per_connection"] / 1024
+    for name, r in results.get("storm", {}).items():
+        figures["storm_back_s"][name] = r["all_back_s"]
+        figures["storm_peak"][name] = r["peak_attempts_100ms"]
+        figures["storm_peak_pct"][name] = r["peak_pct_of_clients"]
+    return {k: v for k, v in figures.items() if v}
+
+
+def ratios_from(figures: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
+    ratios: dict[str, dict[str, float | None]] = {}
+    for key, values in figures.items():
+        reference = values.get(REFERENCE)
+        for name, value in values.items():
+            if name == REFERENCE:
+                continue
+            ratio = None if not reference or value is None else value / reference
+            ratios.setdefault(key, {})[name] = ratio
+    return ratios
+
+
+def targets_from(
+    figures: dict[str, dict[str, float | None]], ratios: dict[str, dict[str, float | None]]
+) -> list[dict[str, Any]]:
+    checks = []
+    for key, on, limit, op, text in TARGETS:
+        if key not in figures:
+            continue
+        for name in figures[key]:
+            if not name.startswith("tether"):
+                continue
+            value = ratios.get(key, {}).get(name) if on == "ratio" else figures[key][name]
+            ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
+            checks.append({"target": text, "client": name, "value": value, "met": ok})
+    return checks
+
+
+def fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def table(figures: dict[str, Any], ratios: dict[str, Any], clients: list[str]) -> str:
+    others = [c for c in clients if c != REFERENCE]
+    head = ["figure", "unit", REFERENCE] + [x for c in others for x in (c, "×")]
+    rows = [head]
+    for f in FIGURES:
+        if f.key not in figures:
+            continue
+        values = figures[f.key]
+        row = [
+            f.label + (" ↑" if f.higher_is_better else " ↓"),
+            f.unit,
+            fmt(values.get(REFERENCE), f.digits),
+        ]
+        for c in others:
+            ratio = ratios.get(f.key, {}).get(c)
+            row += [fmt(values.get(c), f.digits), "—" if ratio is None else f"{ratio:.2f}×"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = []
+    for n, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+        cells += [cell.rjust(w) for cell, w in zip(r[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(figures: dict[str, Any], ratios: dict[str, Any], clients: list[str]) -> str:
+    others = [c for c in clients if c != REFERENCE]
+    lines = [
+        "| figure | " + REFERENCE + " | " + " | ".join(others) + " |",
+        "|---|---:|" + "---:|" * len(others),
+    ]
+    for f in FIGURES:
+        if f.key not in figures:
+            continue
+        values = figures[f.key]
+        arrow = "↑" if f.higher_is_better else "↓"
+        cells = [f"{f.label} ({f.unit}) {arrow}", fmt(values.get(REFERENCE), f.digits)]
+        for c in others:
+            ratio = ratios.get(f.key, {}).get(c)
+            r = "" if ratio is None else f" ({ratio:.2f}×)"
+            cells.append(fmt(values.get(c), f.digits) + r)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ machine
+
+
+def machine_info() -> dict[str, Any]:
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(
+                cmd, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    model = ""
+    for line in run(["lscpu"]).splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+
+    def version(package: str) -> str:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as v
+
+        try:
+            return v(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    socketio_js = json.loads((SERVER_DIR / "node_modules/socket.io/package.json").read_text())[
+        "version"
+    ]
+    commit = run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "node": run(["node", "--version"]),
+        "socket.io (node)": socketio_js,
+        "python-socketio": version("python-socketio"),
+        "python-engineio": version("python-engineio"),
+        "aiohttp": version("aiohttp"),
+        "anyio": version("anyio"),
+        "trio": version("trio"),
+        "wsproto": version("wsproto"),
+        "orjson": version("orjson"),
+        "tether commit": commit,
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ------------------------------------------------------------------------------ chart
+
+
+def chart(data: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no chart (pip install matplotlib)")
+        return False
+    figures = data["figures"]
+    clients = data["clients"]
+    colours = {"python-socketio": "#8c8c8c", "tether-asyncio": "#1f77b4", "tether-trio": "#2ca02c"}
+    panels = [
+        (
+            "receive throughput (events/s, higher is better)",
+            ["recv_json64_eps", "recv_json1k_eps", "recv_bin1k_eps"],
+            ["64 B", "1 KiB", "bin 1 KiB"],
+        ),
+        (
+            "CPU per received event (µs, lower is better)",
+            ["recv_json64_cpu", "recv_json1k_cpu", "recv_bin1k_cpu"],
+            ["64 B", "1 KiB", "bin 1 KiB"],
+        ),
+        ("echo round trip (µs, lower is better)", ["echo_p50", "echo_p99"], ["p50", "p99"]),
+        ("fresh connect, median (ms)", ["connect_ms"], [""]),
+        ("memory per idle connection (KiB)", ["memory_kib"], [""]),
+        ("storm: all back after restart (s)", ["storm_back_s"], [""]),
+    ]
+    panels = [p for p in panels if any(k in figures for k in p[1])]
+    storm = data["results"].get("storm", {})
+    n = len(panels) + (1 if storm else 0)
+    cols = 2
+    rows = (n + 1) // 2
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.4 * rows), squeeze=False)
+    for ax, (title, keys, labels) in zip(axes.flat, panels, strict=False):
+        width = 0.8 / len(clients)
+        for i, client in enumerate(clients):
+            xs = [j + i * width for j in range(len(keys))]
+            ys = [figures.get(k, {}).get(client) or 0 for k in keys]
+            bars = ax.bar(xs, ys, width, label=client, color=colours.get(client))
+            for bar, k in zip(bars, keys, strict=True):
+                ratio = data["ratios"].get(k, {}).get(client)
+                if ratio:
+                    ax.annotate(
+                        f"{ratio:.2f}×",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))], labels)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.margins(y=0.12)
+    if storm:
+        ax = axes.flat[len(panels)]
+        for client, r in storm.items():
+            offsets = r["attempt_offsets_s"]
+            if offsets:
+                top = max(offsets)
+                bins = [i * 0.1 for i in range(int(top / 0.1) + 2)]
+                ax.hist(
+                    offsets,
+                    bins=bins,
+                    histtype="step",
+                    label=f"{client} (peak {r['peak_attempts_100ms']})",
+                    color=colours.get(client),
+                    linewidth=1.5,
+                )
+        quarter = next(iter(storm.values()))["clients"] / 4
+        ax.axhline(quarter, color="red", linestyle="--", linewidth=0.8, label="¼ of the clients")
+        ax.set_title(
+            "storm: attempts at the restarted server, 100 ms bins (s after the kill)", fontsize=10
+        )
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    m = data["machine"]
+    fig.suptitle(
+        f"tether vs python-socketio — {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"Node socket.io {m['socket.io (node)']} — {data['date'][:10]}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def ensure_server_installed() -> None:
+    if (SERVER_DIR / "node_modules" / "socket.io").is_dir():
+        return
+    log("installing the Node server from its lockfile (npm ci) ...")
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=SERVER_DIR, check=True, timeout=300
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts: a smoke test under a minute"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated benches of {','.join(BENCHES)} (recv = the three recv*)",
+    )
+    parser.add_argument("--clients", default="", help=f"comma-separated of {','.join(CLIENTS)}")
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the bare anyio+wsproto receive ceiling"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="where results.json/.png go")
+    args = parser.parse_args(argv)
+    only = [b.strip() for b in args.only.split(",") if b.strip()]
+    expanded: list[str] = []
+    for b in only:
+        expanded += list(KINDS) if b == "recv" else [b]
+    unknown = set(expanded) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown bench {sorted(unknown)}; choose from {BENCHES}")
+    args.benches = [b for b in BENCHES if not expanded or b in expanded]
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if set(clients) - set(CLIENTS):
+        parser.error(f"unknown client; choose from {list(CLIENTS)}")
+    args.client_list = [c for c in CLIENTS if not clients or c in clients]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    partial = bool(args.only or args.clients)
+    stem = "quick" if args.quick else ("partial" if partial else "results")
+    out_dir = args.out or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(plan.memory_clients, plan.storm_clients) * 2 + 512
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (min(want, hard), hard)
+        )  # the children inherit it
+
+    started = time.monotonic()
+    ensure_server_installed()
+    data: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": stem,
+        "command": "python -m benchmarks.run "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_info(),
+        "loadavg_before": loadavg(),
+        "plan": asdict(plan),
+        "clients": args.client_list,
+        "results": {},
+        "errors": ERRORS,
+    }
+    log(
+        f"machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+        f"load {data['loadavg_before']}"
+    )
+    if data["loadavg_before"][0] > 1.0:
+        log("warning: the machine is busy (load average > 1): wall-time figures will be noisy")
+    results = data["results"]
+    server = NodeServer().start()
+    try:
+        kinds = [KINDS[b] for b in args.benches if b in KINDS]
+        if kinds:
+            log("receive throughput")
+            names = args.client_list + ([] if args.no_ceiling else list(CEILINGS))
+            recv = bench_recv(server, names, kinds, plan)
+            results["recv"] = {k: v for k, v in recv.items() if k in CLIENTS}
+            results["ceiling"] = {k: v for k, v in recv.items() if k in CEILINGS}
+        for bench in ("echo", "connect", "memory"):
+            if bench in args.benches:
+                log(bench)
+                results[bench] = bench_simple(server, args.client_list, bench, plan)
+        stats = server.get("/control/stats")
+        data["server_checks"] = {
+            "blasts": stats["blasts"],
+            "verified_byte_identical": stats["verified"],
+            "mismatches": stats["mismatches"],
+            "errors": stats["errors"],
+        }
+        if stats["mismatches"] or stats["verified"] != stats["blasts"] or stats["errors"]:
+            record_error("blast mode: see server_checks (mismatch with socket.emit or an error)")
+    finally:
+        server.stop()
+    if "storm" in args.benches:
+        log("reconnect storm")
+        results["storm"] = bench_storm(args.client_list, plan)
+    STARTED.stop_all()
+
+    data["loadavg_after"] = loadavg()
+    data["runtime_s"] = round(time.monotonic() - started, 1)
+    figures = figures_from(results)
+    ratios = ratios_from(figures)
+    data["figures"] = figures
+    data["ratios"] = ratios
+    data["targets"] = targets_from(figures, ratios)
+    data["table_markdown"] = markdown_table(figures, ratios, args.client_list)
+
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    png_path = out_dir / f"{stem}.png"
+    has_chart = chart(data, png_path)
+
+    print()
+    print(table(figures, ratios, args.client_list))
+    ceiling = results.get("ceiling")
+    if ceiling:
+        print("\nreceive ceiling, anyio + wsproto with the minimal protocol (no Socket.IO layer):")
+        for name, by_kind in ceiling.items():
+            cells = [
+                f"{k} {r['events_per_s']:,.0f}/s ({r['cpu_us_per_event']:.1f} µs CPU)"
+                for k, r in by_kind.items()
+            ]
+            print(f"  {name}: " + ", ".join(cells))
+    if data["targets"]:
+        print("\ntargets (issue 5):")
+        for t in data["targets"]:
+            mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+            value = "—" if t["value"] is None else f"{t['value']:.2f}"
+            print(f"  {mark:6}  {t['client']:15} {t['target']}  ({value})")
+    checks = data.get("server_checks")
+    if checks:
+        verified = checks["verified_byte_identical"]
+        print(
+            f"\nblast frames checked byte-identical to socket.emit: {verified}/{checks['blasts']}"
+        )
+    for error in data["errors"]:
+        print(f"\nERROR: {error}")
+    print(
+        f"\nload average before {data['loadavg_before']}, after {data['loadavg_after']}; "
+        f"runtime {data['runtime_s']} s"
+    )
+    print(
+        f"wrote {json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path}"
+        + (f" and {png_path.name}" if has_chart else "")
+    )
+    return 1 if data["errors"] else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        STARTED.stop_all()
