@@ -715,31 +715,34 @@ class Connection:
             raise ValueError(
                 f"message of {size} bytes exceeds the server's maxPayload of {self._max_payload}"
             )
+        expired = False
         if self._lifecycle.state is State.CONNECTED:
-            if (
+            # The heartbeat may have expired while the timer has not run yet (throttled
+            # timers, socket.io-client's _hasPingExpired): don't write into a dead connection.
+            expired = (
                 self._heartbeat_window is not None
                 and now >= self._last_received + self._heartbeat_window
-            ):
-                # The heartbeat already expired but the timer has not run yet (throttled
-                # timers, socket.io-client's _hasPingExpired): don't write into a dead
-                # connection, let the timer's verdict land first, then buffer below.
-                self.handle_timer(now=now)
-            else:
+            )
+            if not expired:
                 self._outbox.extend(frames)
                 if call_id is not None:
                     self._calls[call_id] = _PendingCall(None)
                 return True
         size += sum(len(a) for a in attachments)
-        if not self.options.buffer_messages:
+        buffer = self._buffer
+        policy = self.options.overflow
+        buffering = self.options.buffer_messages
+        if buffering and policy is OverflowPolicy.RAISE and not buffer.fits(size):
+            # Refused before anything changed: a call that raises has no other effect.
+            raise BufferFull(
+                f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
+            )
+        if expired:
+            self.handle_timer(now=now)  # the timer's verdict lands first, then we buffer
+        if not buffering:
             self._report_drop(event, call_id, "not connected")
             return False
-        buffer = self._buffer
         if not buffer.fits(size):
-            policy = self.options.overflow
-            if policy is OverflowPolicy.RAISE:
-                raise BufferFull(
-                    f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
-                )
             if policy is OverflowPolicy.DROP_NEWEST or size > buffer.max_bytes:
                 # A message larger than the whole buffer can only drop itself.
                 self._report_drop(event, call_id, "buffer full")
