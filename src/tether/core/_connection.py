@@ -91,10 +91,10 @@ class DisconnectReason:
 #: sends more than this before replying is treated as broken ("parse error").
 MAX_HELD_EVENTS: Final = 100_000
 
-#: pingInterval floor in ms. python-engineio advertises ``int(seconds) * 1000``, so a
-#: sub-second interval is announced as 0 (socketio-protocol.md §1.3, pitfall 2); the real
-#: interval is then below one second, and this floor keeps the deadline above it.
-MIN_PING_INTERVAL_MS: Final = 1000
+#: The pingInterval (ms) assumed when a server announces 0. python-engineio advertises
+#: ``int(seconds) * 1000``, so a sub-second interval is announced as 0 (socketio-protocol.md
+#: §1.3, pitfall 2); the real interval is then below one second, so one second is safe.
+ZERO_PING_INTERVAL_MS: Final = 1000
 
 
 class _Phase(enum.Enum):
@@ -495,7 +495,9 @@ class Connection:
         if phase is not _Phase.OPEN:
             raise DecodeError("a second Engine.IO OPEN packet")
         handshake = parse_handshake(payload)
-        interval = max(handshake.ping_interval, MIN_PING_INTERVAL_MS)
+        # A 0 interval can only be python-engineio's truncation of a sub-second one; any other
+        # value is taken as announced (Node's are exact).
+        interval = handshake.ping_interval or ZERO_PING_INTERVAL_MS
         self._heartbeat_window = (interval + handshake.ping_timeout) / 1000.0
         self._max_payload = handshake.max_payload or self.options.max_payload
         self._phase = _Phase.ENGINE_OPEN
