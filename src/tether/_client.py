@@ -222,7 +222,7 @@ class RealtimeClient:
         auto_join_channels: bool = True,
         ssl: _ssl.SSLContext | None = None,
         max_message_size: int = 1_000_000,
-        transport: Connector | None = None,
+        transport: Connector | str = "wsproto",
     ) -> None:
         # Validate everything here, at the caller's line (contract 2.1).
         static_query = query if isinstance(query, Mapping) else None
@@ -241,7 +241,7 @@ class RealtimeClient:
             raise ValueError(f"max_message_size must be >= 1, got {max_message_size}")
         self._max_message_size = max_message_size
         self._auto_connect = bool(auto_connect)
-        self._connector: Connector = transport if transport is not None else WebSocketConnector()
+        self._connector = _make_connector(transport)
         self._core = Connection(
             CoreOptions(
                 namespace=namespace,
@@ -785,6 +785,21 @@ async def _call_listener(fn: Listener, args: tuple[Any, ...], name: str) -> Any:
     except Exception:
         logger.exception("tether: listener %r for %r raised", fn, name)
         return None
+
+
+def _make_connector(transport: Connector | str) -> Connector:
+    """``"wsproto"`` (the default), ``"websockets"`` (the ``fast`` extra) or a Connector."""
+    if transport == "wsproto":
+        return WebSocketConnector()
+    if transport == "websockets":
+        from .transport import FastWebSocketConnector  # type: ignore[attr-defined,unused-ignore]
+
+        return FastWebSocketConnector()  # type: ignore[no-any-return]
+    if isinstance(transport, str) or not callable(getattr(transport, "connect", None)):
+        raise ValueError(
+            f"transport must be 'wsproto', 'websockets' or a Connector, got {transport!r}"
+        )
+    return transport
 
 
 def _check_source(value: Any, name: str) -> Any:

@@ -1,0 +1,367 @@
+"""tether's client against real Socket.IO servers: Node's socket.io 4.8 and python-socketio.
+
+Every test runs on asyncio and trio (the ``anyio_backend`` fixture), and most against both
+server kinds (``server_kind``) and both WebSocket transports (``transport_kind``). Tests wait on
+conditions with timeouts; the only fixed waits are the ones that prove something does *not*
+happen (no reconnect after a close), and they are short.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+import tether
+from servers.handles import ServerFactory, ServerKind, SocketIOServer
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
+TRANSPORTS = ("wsproto",)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+class Recorder:
+    """Every lifecycle event of a client, in order, with the time it was seen."""
+
+    def __init__(self, rt: tether.RealtimeClient) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.times: dict[str, float] = {}
+        rt.on_connect(lambda: self._add("connect", rt.socket_id))
+        rt.on_disconnect(lambda reason: self._add("disconnect", reason))
+        rt.on_error(lambda err: self._add("error", err))
+        rt.on_reconnect_attempt(lambda n: self._add("attempt", n))
+        rt.on_reconnect(lambda n: self._add("reconnect", n))
+        rt.on_reconnect_failed(lambda: self._add("reconnect_failed", None))
+
+    def _add(self, kind: str, value: Any) -> None:
+        self.log.append((kind, value))
+        self.times[kind] = time.monotonic()
+
+    def of(self, kind: str) -> list[Any]:
+        return [value for k, value in self.log if k == kind]
+
+    async def wait(self, predicate: Callable[[Recorder], bool], timeout: float = 10.0) -> None:
+        with anyio.fail_after(timeout):
+            while not predicate(self):
+                await anyio.sleep(0.005)
+
+
+def client(
+    server: SocketIOServer | str, transport_kind: str, **options: Any
+) -> tether.RealtimeClient:
+    url = server if isinstance(server, str) else server.url
+    return tether.RealtimeClient(url, transport=transport_kind, **options)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+# -------------------------------------------------------------------------------- lifecycle
+
+
+async def test_connect_sid_matches_the_server(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    async with client(sio_server, transport_kind) as rt:
+        await rt.wait_connected(10)
+        assert rt.is_connected()
+        assert rt.state is tether.State.CONNECTED
+        sid = rt.get_socket_id()
+        assert sid is not None and sid == rt.socket_id
+        state = await sio_server.wait_for(lambda s: sid in s["connected"])
+        assert state["connected"] == [sid]
+    assert rt.get_socket_id() is None
+    assert not rt.is_connected()
+
+
+async def test_close_stays_closed_then_open_reconnects(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    async with client(sio_server, transport_kind, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        rt.close()
+        await events.wait(lambda e: e.of("disconnect") == ["io client disconnect"])
+        await sio_server.wait_for(lambda s: not s["connected"])
+        # Three times the maximum backoff: nothing may try to connect.
+        await anyio.sleep(3 * FAST["reconnection_delay_max"])
+        state = await sio_server.state()
+        assert state["connections"] == 1
+        assert rt.state is tether.State.CLOSED
+        assert events.of("attempt") == []
+        rt.open()
+        await rt.wait_connected(10)
+        await sio_server.wait_for(lambda s: s["connections"] == 2)
+
+
+async def test_transport_drop_reconnects_with_new_sid(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    async with client(sio_server, transport_kind, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        first = rt.socket_id
+        assert first is not None
+        await sio_server.drop(first)
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+        assert events.of("disconnect") == ["transport close"]
+        assert events.of("attempt") == [1]
+        assert events.of("reconnect") == [1]
+        second = rt.socket_id
+        assert second is not None and second != first
+        await sio_server.wait_for(lambda s: s["connected"] == [second])
+
+
+async def test_server_disconnect_does_not_reconnect(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    async with client(sio_server, transport_kind, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        assert rt.socket_id is not None
+        await sio_server.disconnect(rt.socket_id)
+        await events.wait(lambda e: e.of("disconnect") == ["io server disconnect"])
+        assert rt.state is tether.State.CLOSED
+        await anyio.sleep(3 * FAST["reconnection_delay_max"])
+        assert (await sio_server.state())["connections"] == 1
+        assert events.of("attempt") == []
+
+
+async def test_auth_refusal_shows_server_data_and_does_not_retry(
+    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+) -> None:
+    server = server_factory(server_kind, token="right")
+    async with client(server, transport_kind, auth={"token": "wrong"}, **FAST) as rt:
+        events = Recorder(rt)
+        with pytest.raises(tether.ConnectError) as info:
+            await rt.wait_connected(10)
+        assert info.value.message == "unauthorized"
+        assert info.value.data == {"reason": "bad token", "retry": False}
+        # Listeners run in the dispatcher, after wait_connected has seen the state.
+        await events.wait(lambda e: bool(e.of("error")))
+        errors = events.of("error")
+        assert len(errors) == 1 and errors[0].data == {"reason": "bad token", "retry": False}
+        assert rt.state is tether.State.CLOSED
+        await anyio.sleep(3 * FAST["reconnection_delay_max"])
+        assert len((await server.state())["refused"]) == 1
+
+
+async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport_kind: str) -> None:
+    calls = 0
+
+    async def fresh_token() -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0)
+        return {"token": f"token-{calls}"}
+
+    async with client(sio_server, transport_kind, auth=fresh_token, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        assert rt.socket_id is not None
+        await sio_server.drop(rt.socket_id)
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+    auths = [entry["auth"] for entry in (await sio_server.state())["history"]]
+    assert auths == [{"token": "token-1"}, {"token": "token-2"}]
+
+
+async def test_server_restart_on_same_port_then_reconnect_failed(
+    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+) -> None:
+    server = server_factory(server_kind)
+    async with client(server, transport_kind, reconnection_attempts=3, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        await server.akill()
+        await events.wait(lambda e: e.of("disconnect") == ["transport close"])
+        await server.arestart()
+        await events.wait(lambda e: len(e.of("connect")) == 2, timeout=20)
+        assert rt.is_connected()
+        # Now for good: no server, three attempts, then reconnect_failed and CLOSED.
+        await server.akill()
+        await events.wait(lambda e: e.of("reconnect_failed") == [None], timeout=20)
+        assert rt.state is tether.State.CLOSED
+        assert events.of("attempt")[-3:] == [1, 2, 3]
+        with pytest.raises(tether.ConnectError):
+            await rt.wait_connected(1)
+
+
+async def test_ping_timeout_when_the_server_stops_answering(
+    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+) -> None:
+    server = server_factory(server_kind, ping_interval=300, ping_timeout=200)
+    async with client(server, transport_kind, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        await server.mute()
+        muted_at = time.monotonic()
+        await events.wait(lambda e: bool(e.of("disconnect")), timeout=10)
+        assert events.of("disconnect") == ["ping timeout"]
+        # python-engineio advertises a 0.3 s interval as 0 (whole seconds): the client uses
+        # its 1 s floor. Either way: interval + timeout, plus a small margin.
+        window = (1000 if server_kind == "python" else 300) + 200
+        assert events.times["disconnect"] - muted_at < window / 1000 + 0.5
+        await server.unmute()
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+
+
+async def test_paused_server_gives_ping_timeout(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    server = server_factory("node", ping_interval=300, ping_timeout=200)
+    async with client(server, transport_kind, timeout=1.0, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        server.pause()
+        try:
+            await events.wait(lambda e: e.of("disconnect") == ["ping timeout"], timeout=5)
+        finally:
+            server.resume()
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+
+
+# --------------------------------------------------------------------------------- messages
+
+
+async def test_emit_call_binary_and_early_events(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    received: list[tuple[str, tuple[Any, ...]]] = []
+    async with client(sio_server, transport_kind, auto_connect=False) as rt:
+        rt.on_any(lambda name, *args: received.append((name, args)))
+        rt.open()
+        await rt.wait_connected(10)
+        # "hello" was emitted by the server before (python) or right after (node) its reply.
+        await until(lambda: any(name == "hello" for name, _ in received))
+        hello = next(args for name, args in received if name == "hello")
+        assert hello == ({"sid": rt.socket_id},)
+        rt.emit("echo", 1, "two", {"three": [3]}, b"\x00\x01binary", [b"\xff", {"x": b"y"}])
+        await until(lambda: any(name == "echo" for name, _ in received))
+        echo = next(args for name, args in received if name == "echo")
+        assert echo == (1, "two", {"three": [3]}, b"\x00\x01binary", [b"\xff", {"x": b"y"}])
+        assert await rt.call("ack", "a", 2) == ("a", 2)
+        assert await rt.call("ack", b"\x01") == b"\x01"
+        with pytest.raises(tether.AckTimeout):
+            await rt.call("no-ack", timeout=0.2)
+        await sio_server.emit("pushed", {"n": 1}, b"\x02", sid=rt.socket_id)
+        await until(lambda: ("pushed", ({"n": 1}, b"\x02")) in received)
+
+
+async def test_events_before_connect_reply_are_delivered_after_connect(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    # python-socketio's connect handler emits before the CONNECT reply (protocol §2.4).
+    server = server_factory("python")
+    order: list[str] = []
+    async with client(server, transport_kind, auto_connect=False) as rt:
+        rt.on_connect(lambda: order.append(f"connect:{rt.socket_id}"))
+        rt.on("hello", lambda payload: order.append(f"hello:{payload['sid']}"))
+        rt.open()
+        await until(lambda: len(order) == 2)
+        assert rt.socket_id is not None
+        assert order == [f"connect:{rt.socket_id}", f"hello:{rt.socket_id}"]
+
+
+async def test_many_events_arrive_in_order(sio_server: SocketIOServer, transport_kind: str) -> None:
+    items: list[int] = []
+    async with client(sio_server, transport_kind) as rt:
+        rt.on("item", lambda i, payload: items.append(i))
+        await rt.wait_connected(10)
+        rt.emit("emit-many", 500, 64)
+        await until(lambda: len(items) == 500)
+    assert items == list(range(500))
+
+
+async def test_offline_emits_are_flushed_in_order_after_reconnect(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    echoes: list[int] = []
+    async with client(
+        sio_server,
+        transport_kind,
+        reconnection_delay=0.3,
+        reconnection_delay_max=0.3,
+        randomization_factor=0,
+    ) as rt:
+        rt.on("echo", echoes.append)
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        assert rt.socket_id is not None
+        await sio_server.drop(rt.socket_id)
+        await events.wait(lambda e: bool(e.of("disconnect")))
+        for i in range(5):
+            rt.emit("echo", i)
+        assert rt.buffered == 5
+        await until(lambda: len(echoes) == 5)
+    assert echoes == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------ state recovery
+
+
+async def test_connection_state_recovery_on_node(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    server = server_factory("node", csr=True)
+    got: list[tuple[Any, ...]] = []
+    recovered: list[bool] = []
+    async with client(
+        server,
+        transport_kind,
+        reconnection_delay=1.0,
+        reconnection_delay_max=1.0,
+        randomization_factor=0,
+    ) as rt:
+        rt.on("broadcast", lambda *args: got.append(args))
+        rt.on_connect(lambda: recovered.append(rt.recovered))
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        first = rt.socket_id
+        assert first is not None
+        rt.emit("broadcast", "before")  # the server broadcasts it back, with an offset
+        await until(lambda: got == [("before",)])
+        await server.drop(first)
+        await events.wait(lambda e: bool(e.of("disconnect")))
+        # While the client is cut off (it waits 1 s before retrying) the server emits more.
+        await server.emit("broadcast", "missed-1")
+        await server.emit("broadcast", "missed-2", {"n": 2})
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+        await until(lambda: len(got) == 3)
+        assert rt.recovered is True
+        assert recovered == [False, True]
+        assert rt.socket_id == first  # a recovered session keeps its sid
+        # Listeners never see the offset argument.
+        assert got == [("before",), ("missed-1",), ("missed-2", {"n": 2})]
+        history = (await server.state())["history"]
+        assert history[-1]["recovered"] is True
+        # A user close() ends the session: the next open() is a fresh one.
+        rt.close()
+        rt.open()
+        await rt.wait_connected(10)
+        assert rt.recovered is False
+        assert rt.socket_id != first
+
+
+async def test_python_server_never_recovers(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    async with client(sio_server, transport_kind, **FAST) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        assert rt.socket_id is not None
+        await sio_server.drop(rt.socket_id)
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+        assert rt.recovered is False
