@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._procs import ROOT, SERVER_DIR, STARTED, BenchError, ClientRun, NodeServer
+from .clients import _harness as h
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE = "python-socketio"
@@ -116,6 +117,7 @@ FIGURES = [
     Figure("echo_p50", "echo round trip p50", "µs", False),
     Figure("echo_p99", "echo round trip p99", "µs", False),
     Figure("connect_ms", "fresh connect, median", "ms", False, 2),
+    Figure("connect_cpu_ms", "CPU per fresh connect, median", "ms", False, 2),
     Figure("memory_kib", "memory per idle connection", "KiB", False, 1),
     Figure("storm_back_s", "storm: all clients back", "s", False, 2),
     Figure("storm_peak", "storm: most attempts in 100 ms", "attempts", False),
@@ -196,20 +198,49 @@ def bench_recv(
     return out
 
 
-def bench_simple(server: NodeServer, clients: list[str], bench: str, plan: Plan) -> dict[str, Any]:
+def split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal counts: split(20, 3) == [7, 7, 6]."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def bench_rounds(server: NodeServer, clients: list[str], bench: str, plan: Plan) -> dict[str, Any]:
+    """Echo or connect in ``plan.rounds`` rounds (client order rotating), samples pooled."""
+    total, warmup = (
+        (plan.echo_calls, plan.echo_warmup)
+        if bench == "echo"
+        else (plan.connects, plan.connect_warmup)
+    )
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for round_no, count in enumerate(split(total, plan.rounds)):
+        order = clients[round_no % len(clients) :] + clients[: round_no % len(clients)]
+        for name in order:
+            log(f"  {bench} {name} (round {round_no + 1}/{plan.rounds}, {count})")
+            args = ["--bench", bench, "--url", server.url, "--count", str(count)]
+            result = run_client(name, [*args, "--warmup", str(warmup)], plan.timeout)
+            if result is None:
+                continue
+            into = pooled.setdefault(name, {})
+            for key in ("latencies_us", "times_ms", "cpu_ms"):
+                if key in result:
+                    into.setdefault(key, []).extend(result[key])
+    out = {}
+    for name, samples in pooled.items():
+        if bench == "echo":
+            out[name] = h.latency_summary([x / 1e6 for x in samples["latencies_us"]])
+        else:
+            out[name] = h.connect_summary(
+                [x / 1e3 for x in samples["times_ms"]], [x / 1e3 for x in samples["cpu_ms"]]
+            )
+    return out
+
+
+def bench_memory(server: NodeServer, clients: list[str], plan: Plan) -> dict[str, Any]:
     out = {}
     for name in clients:
-        if bench == "echo":
-            extra = ["--count", str(plan.echo_calls), "--warmup", str(plan.echo_warmup)]
-        elif bench == "connect":
-            extra = ["--count", str(plan.connects), "--warmup", str(plan.connect_warmup)]
-        else:
-            extra = [
-                "--count", str(plan.memory_clients), "--concurrency", str(plan.concurrency),
-                "--hold", str(plan.memory_hold),
-            ]  # fmt: skip
-        log(f"  {bench} {name}")
-        result = run_client(name, ["--bench", bench, "--url", server.url, *extra], plan.timeout)
+        log(f"  memory {name} ({plan.memory_clients} connections)")
+        args = ["--bench", "memory", "--url", server.url, "--count", str(plan.memory_clients)]
+        args += ["--concurrency", str(plan.concurrency), "--hold", str(plan.memory_hold)]
+        result = run_client(name, args, plan.timeout)
         if result is not None:
             out[name] = result
     return out
@@ -314,6 +345,7 @@ def figures_from(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         figures["echo_p99"][name] = r["p99_us"]
     for name, r in results.get("connect", {}).items():
         figures["connect_ms"][name] = r["median_ms"]
+        figures["connect_cpu_ms"][name] = r["cpu_median_ms"]
     for name, r in results.get("memory", {}).items():
         figures["memory_kib"][name] = r["bytes_per_connection"] / 1024
     for name, r in results.get("storm", {}).items():
@@ -485,7 +517,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
             ["64 B", "1 KiB", "bin 1 KiB"],
         ),
         ("echo round trip (µs, lower is better)", ["echo_p50", "echo_p99"], ["p50", "p99"]),
-        ("fresh connect, median (ms)", ["connect_ms"], [""]),
+        ("fresh connect, median (ms)", ["connect_ms", "connect_cpu_ms"], ["wall", "CPU"]),
         ("memory per idle connection (KiB)", ["memory_kib"], [""]),
         ("storm: all back after restart (s)", ["storm_back_s"], [""]),
     ]
@@ -582,6 +614,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-ceiling", action="store_true", help="skip the bare anyio+wsproto receive ceiling"
     )
     parser.add_argument("--out", type=Path, default=None, help="where results.json/.png go")
+    parser.add_argument(
+        "--tether-transport",
+        default="",
+        help="RealtimeClient(transport=NAME) for the tether clients (default: tether's default)",
+    )
     args = parser.parse_args(argv)
     only = [b.strip() for b in args.only.split(",") if b.strip()]
     expanded: list[str] = []
@@ -601,7 +638,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
-    partial = bool(args.only or args.clients)
+    if args.tether_transport:
+        for name in ("tether-asyncio", "tether-trio"):
+            CLIENTS[name] = [*CLIENTS[name], "--transport", args.tether_transport]
+    partial = bool(args.only or args.clients or args.tether_transport)
     stem = "quick" if args.quick else ("partial" if partial else "results")
     out_dir = args.out or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -623,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": loadavg(),
         "plan": asdict(plan),
         "clients": args.client_list,
+        "tether_transport": args.tether_transport or "default",
         "results": {},
         "errors": ERRORS,
     }
@@ -642,10 +683,13 @@ def main(argv: list[str] | None = None) -> int:
             recv = bench_recv(server, names, kinds, plan)
             results["recv"] = {k: v for k, v in recv.items() if k in CLIENTS}
             results["ceiling"] = {k: v for k, v in recv.items() if k in CEILINGS}
-        for bench in ("echo", "connect", "memory"):
+        for bench in ("echo", "connect"):
             if bench in args.benches:
                 log(bench)
-                results[bench] = bench_simple(server, args.client_list, bench, plan)
+                results[bench] = bench_rounds(server, args.client_list, bench, plan)
+        if "memory" in args.benches:
+            log("memory")
+            results["memory"] = bench_memory(server, args.client_list, plan)
         stats = server.get("/control/stats")
         data["server_checks"] = {
             "blasts": stats["blasts"],

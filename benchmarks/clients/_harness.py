@@ -46,6 +46,7 @@ def parse_args(*, backends: tuple[str, ...]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="connects in flight at once")
     parser.add_argument("--hold", type=float, default=1.0, help="idle seconds before measuring RSS")
     parser.add_argument("--timeout", type=float, default=120.0, help="the whole bench, seconds")
+    parser.add_argument("--transport", default="", help="tether only: RealtimeClient(transport=)")
     args = parser.parse_args()
     if not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         parser.error("only loopback servers")
@@ -121,6 +122,7 @@ def latency_summary(latencies: list[float]) -> dict[str, Any]:
         "mean_us": statistics.fmean(ordered) * 1e6,
         "max_us": ordered[-1] * 1e6,
         "calls": len(ordered),
+        "latencies_us": [round(x * 1e6, 1) for x in latencies],
     }
 
 
@@ -132,12 +134,15 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def connect_summary(times: list[float]) -> dict[str, Any]:
+def connect_summary(times: list[float], cpu: list[float]) -> dict[str, Any]:
     return {
         "median_ms": statistics.median(times) * 1e3,
+        "cpu_median_ms": statistics.median(cpu) * 1e3,
         "min_ms": min(times) * 1e3,
         "max_ms": max(times) * 1e3,
         "connects": len(times),
+        "times_ms": [round(x * 1e3, 4) for x in times],
+        "cpu_ms": [round(x * 1e3, 4) for x in cpu],
     }
 
 

@@ -12,9 +12,15 @@ from typing import Any
 import anyio
 
 import tether
-from tether.transport import WebSocketConnector
 
 from . import _harness as h
+
+#: Extra RealtimeClient arguments: ``--transport NAME`` when given, else the defaults.
+OPTIONS: dict[str, Any] = {}
+
+
+def client(url: str) -> tether.RealtimeClient:
+    return tether.RealtimeClient(url, **OPTIONS)
 
 
 async def bench_recv(args: Any) -> Any:
@@ -39,7 +45,7 @@ async def bench_recv(args: Any) -> Any:
             done.set()
 
     samples = []
-    async with tether.RealtimeClient(url) as rt:
+    async with client(url) as rt:
         rt.on("e", on_event)
         await rt.wait_connected(timeout=h.CONNECT_TIMEOUT)
         for rep, n in enumerate([warmup] * bool(warmup) + [count] * reps):
@@ -58,7 +64,7 @@ async def bench_recv(args: Any) -> Any:
 async def bench_echo(url: str, count: int, warmup: int) -> Any:
     latencies = []
     payload = h.PAYLOAD_64
-    async with tether.RealtimeClient(url) as rt:
+    async with client(url) as rt:
         await rt.wait_connected(timeout=h.CONNECT_TIMEOUT)
         for i in range(warmup + count):
             t0 = time.perf_counter()
@@ -74,34 +80,23 @@ async def bench_echo(url: str, count: int, warmup: int) -> Any:
 async def bench_connect(url: str, count: int, warmup: int) -> Any:
     """From constructing a client to ``wait_connected()`` returning; closing is not timed."""
     times = []
+    cpu = []
     for i in range(warmup + count):
-        t0 = time.perf_counter()
-        async with tether.RealtimeClient(url) as rt:
+        t0, c0 = time.perf_counter(), time.process_time()
+        async with client(url) as rt:
             await rt.wait_connected(timeout=h.CONNECT_TIMEOUT)
-            elapsed = time.perf_counter() - t0
+            elapsed, used = time.perf_counter() - t0, time.process_time() - c0
         if i >= warmup:
             times.append(elapsed)
-    return h.connect_summary(times)
-
-
-class _RecordingConnector:
-    """tether's own WebSocketConnector, noting when each connection attempt starts."""
-
-    def __init__(self, times: list[float]) -> None:
-        self._inner = WebSocketConnector()
-        self._times = times
-
-    async def connect(self, url: str, **kwargs: Any) -> Any:
-        self._times.append(time.time())
-        return await self._inner.connect(url, **kwargs)
+            cpu.append(used)
+    return h.connect_summary(times, cpu)
 
 
 class _Fleet:
     """``count`` clients, each ``async with RealtimeClient`` in its own task of one loop."""
 
-    def __init__(self, url: str, count: int, concurrency: int, record: bool = False) -> None:
+    def __init__(self, url: str, count: int, concurrency: int) -> None:
         self.url = url
-        self.record = record
         self.attempt_times: list[float] = []
         self.count = count
         self.connecting = anyio.Semaphore(concurrency)
@@ -116,6 +111,7 @@ class _Fleet:
 
     async def hold(self, i: int) -> None:
         connects, disconnects = self.connect_times[i], self.disconnect_times[i]
+        attempts = self.attempt_times
 
         def on_connect() -> None:
             connects.append(time.time())
@@ -127,12 +123,15 @@ class _Fleet:
         def on_disconnect(reason: Any) -> None:
             disconnects.append(time.time())
 
+        def on_attempt(attempt: int) -> None:
+            attempts.append(time.time())
+
         released = False
         await self.connecting.acquire()
         try:
-            connector = _RecordingConnector(self.attempt_times) if self.record else None
-            async with tether.RealtimeClient(self.url, transport=connector) as rt:
+            async with client(self.url) as rt:
                 rt.on("connect", on_connect)
+                rt.on("reconnect_attempt", on_attempt)
                 rt.on("disconnect", on_disconnect)
                 try:
                     await rt.wait_connected(timeout=h.CONNECT_TIMEOUT)
@@ -153,7 +152,7 @@ class _Fleet:
 
 async def bench_memory(url: str, count: int, concurrency: int, hold: float, timeout: float) -> Any:
     h.raise_nofile(count + 256)
-    async with tether.RealtimeClient(url) as rt:  # imports, lazy globals: not per connection
+    async with client(url) as rt:  # imports, lazy globals: not per connection
         await rt.wait_connected(timeout=h.CONNECT_TIMEOUT)
     base = h.settle_rss()
     fleet = _Fleet(url, count, concurrency)
@@ -174,7 +173,7 @@ async def bench_memory(url: str, count: int, concurrency: int, hold: float, time
 
 async def bench_storm(url: str, count: int, concurrency: int, timeout: float) -> Any:
     h.raise_nofile(count + 256)
-    fleet = _Fleet(url, count, concurrency, record=True)
+    fleet = _Fleet(url, count, concurrency)
     result: Any = None
     async with anyio.create_task_group() as tg:
         for i in range(count):
@@ -213,4 +212,6 @@ async def main(args: Any) -> None:
 
 if __name__ == "__main__":
     arguments = h.parse_args(backends=("asyncio", "trio"))
+    if arguments.transport:
+        OPTIONS["transport"] = arguments.transport
     anyio.run(main, arguments, backend=arguments.backend)
