@@ -1,0 +1,478 @@
+"""What the WebSocket transports share: the byte stream below the WebSocket protocol, and the
+message-level machinery above it.
+
+Two transports speak RFC 6455 through different sans-IO libraries (wsproto in
+``_websocket``, websockets in ``_websockets``). Everything that does not depend on the library
+lives here, once:
+
+- :class:`StreamConnector`: checking the URL and headers, TCP (with ``TCP_NODELAY``) and TLS
+  through anyio, and closing the socket whenever an attempt fails or is cancelled. A
+  subclass adds only the WebSocket handshake.
+- :class:`StreamTransport`: the queue of decoded messages and its fast path, the send lock,
+  control frames owed to the peer (pongs, the close echo) riding along with the next write,
+  the first-reason-wins error, a write cancelled part-way poisoning the stream, and the
+  bounded, idempotent close. A subclass adds how messages become frames and bytes become
+  messages (``_encode``, ``_encode_many``, ``_feed``, ``_closing_frame``).
+
+Error texts name the endpoint with :func:`tether._url.redact_url` and describe low-level
+failures with :func:`describe`; header values and query strings never appear in them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import ssl
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Final, Generic, NamedTuple, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.streams.tls import TLSStream
+
+from tether._url import redact_url
+
+from ._base import (
+    TRANSPORT_CLOSE,
+    TRANSPORT_ERROR,
+    Message,
+    TransportError,
+    TransportErrorReason,
+    encode_headers,
+)
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_READ_SIZE",
+    "IO_ERRORS",
+    "NORMAL_CLOSURE",
+    "Endpoint",
+    "StreamConnector",
+    "StreamTransport",
+    "describe",
+    "parse_url",
+    "set_nodelay",
+]
+
+#: Bytes asked of the socket per read. Large enough that a burst of small messages costs one
+#: read (and one trip through the event loop) per ~1000 messages.
+DEFAULT_READ_SIZE: Final = 65536
+#: How long ``aclose()`` spends trying to send a close frame before it just drops the socket.
+DEFAULT_CLOSE_TIMEOUT: Final = 1.0
+#: RFC 6455 7.4.1: the close code of a connection that ends normally.
+NORMAL_CLOSURE: Final = 1000
+
+#: What an anyio byte stream raises when the network or the peer misbehaves. OSError covers
+#: socket.gaierror, ssl.SSLError and anyio's ConnectionFailed.
+IO_ERRORS: Final[tuple[type[Exception], ...]] = (
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+_DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
+_SECURE: Final = {"ws": False, "http": False, "wss": True, "https": True}
+
+_T = TypeVar("_T")
+
+
+class Endpoint(NamedTuple):
+    """Where a connection attempt goes, checked and ready for the handshake."""
+
+    where: str  #: the redacted URL, for error texts
+    secure: bool
+    host: str
+    port: int
+    host_header: str  #: RFC 6455 4.1: the host, bracketed if IPv6, with a non-default port
+    target: str  #: path and query, ASCII
+    headers: list[tuple[bytes, bytes]]  #: extra headers, checked, Latin-1
+
+
+class StreamConnector(Generic[_T]):
+    """Opens connections whose WebSocket handshake a subclass performs in ``_handshake``.
+
+    Works on whatever event loop anyio runs on (asyncio or trio). For ``wss``/``https`` URLs
+    without an ``ssl_context`` it uses one ``ssl.create_default_context()``, made on first
+    use and shared by later attempts, so certificates and host names are verified by default.
+    An ``ssl_context`` given for a plain ``ws`` URL is ignored.
+
+    ``read_size`` is the most bytes asked of the socket per read; ``close_timeout`` bounds
+    the polite part of closing (sending a close frame) before the socket is dropped.
+    """
+
+    #: Exceptions of the WebSocket library that mean the server's answer was unusable.
+    _handshake_errors: tuple[type[Exception], ...] = ()
+
+    def __init__(
+        self,
+        *,
+        read_size: int = DEFAULT_READ_SIZE,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        if read_size < 1:
+            raise ValueError(f"read_size must be positive, not {read_size!r}")
+        if not close_timeout >= 0:
+            raise ValueError(f"close_timeout must be >= 0, not {close_timeout!r}")
+        self._read_size = read_size
+        self._close_timeout = close_timeout
+        self._default_ssl_context: ssl.SSLContext | None = None
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = 1_000_000,
+    ) -> _T:
+        """Open a TCP (and TLS) connection to ``url`` and perform the WebSocket upgrade.
+
+        ``url`` is a ``ws``/``wss`` URL (``http``/``https`` are accepted as synonyms), usually
+        from :func:`tether._url.build_websocket_url`. ``headers`` are added to the upgrade
+        request. Raises :class:`TransportError` (``"transport error"``, with ``status`` set
+        when the server answered the upgrade with an HTTP error) if the connection cannot be
+        opened, a malformed URL or header included; ``ValueError`` only for a
+        ``max_message_size`` below 1. Cancellation is safe at any point: the socket is closed
+        before the cancellation propagates.
+        """
+        if not isinstance(max_message_size, int) or max_message_size < 1:
+            raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
+        endpoint = _endpoint(url, headers)
+        if endpoint.secure and ssl_context is None:
+            if self._default_ssl_context is None:
+                self._default_ssl_context = ssl.create_default_context()
+            ssl_context = self._default_ssl_context
+
+        where = endpoint.where
+        try:
+            tcp = await anyio.connect_tcp(endpoint.host, endpoint.port)
+        except OSError as exc:
+            raise TransportError(
+                TRANSPORT_ERROR, f"cannot connect to {where}: {describe(exc)}"
+            ) from exc
+
+        stream: anyio.abc.ByteStream = tcp
+        stage = "TLS handshake with" if endpoint.secure else "WebSocket handshake with"
+        try:
+            set_nodelay(tcp)
+            if ssl_context is not None and endpoint.secure:
+                # standard_compatible=False: many servers drop TLS without close_notify, and
+                # WebSocket framing already tells a complete message from a truncated one.
+                stream = await TLSStream.wrap(
+                    tcp, hostname=endpoint.host, ssl_context=ssl_context, standard_compatible=False
+                )
+                stage = "WebSocket handshake with"
+            return await self._handshake(stream, endpoint, max_message_size)
+        except (*IO_ERRORS, *self._handshake_errors) as exc:
+            await anyio.aclose_forcefully(stream)
+            raise TransportError(
+                TRANSPORT_ERROR, f"{stage} {where} failed: {describe(exc)}"
+            ) from exc
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+
+    async def _handshake(
+        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
+    ) -> _T:
+        """Upgrade ``stream`` to a WebSocket and return the transport.
+
+        Raises :class:`TransportError` for an answer that refuses the upgrade, and any of
+        ``IO_ERRORS`` or ``_handshake_errors`` for one that breaks it; the caller closes the
+        stream whatever happens.
+        """
+        raise NotImplementedError
+
+
+class StreamTransport:
+    """An open WebSocket connection over an anyio byte stream; see :class:`Transport`.
+
+    Subclasses bind a WebSocket library: ``_encode``/``_encode_many`` turn messages into
+    frames, ``_feed`` hands received bytes (``None`` at EOF) to the library and turns what it
+    decodes into queued messages (``self._ready``), owed control frames (``self._reply``) or
+    an ending (``self._set_error``), and ``_closing_frame`` says goodbye.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        *,
+        where: str,
+        read_size: int = DEFAULT_READ_SIZE,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        self._stream = stream
+        self._where = where
+        self._read_size = read_size
+        self._close_timeout = close_timeout
+        self._ready: deque[Message] = deque()
+        self._reply = bytearray()  # control frames owed to the peer: pongs, the close echo
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._error: TransportError | None = None
+        self._close_code: int = NORMAL_CLOSURE
+        self._poisoned = False  # a write was cancelled part-way: send nothing more
+        self._shutdown_done: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._error is not None else "open"
+        return f"<{type(self).__name__} {self._where} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection ended (close, EOF, error) or ``aclose()`` was called."""
+        return self._error is not None
+
+    async def receive(self) -> Message:
+        """Return the next message: ``str`` for a text frame, ``bytes`` for a binary frame.
+
+        Messages decoded from an earlier read are returned straight from the queue, without
+        a trip through the event loop; the call checkpoints whenever it has to read. Raises
+        :class:`TransportError` once the connection has ended, after every message that
+        arrived before the end has been returned. Only one task may receive at a time.
+        """
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        return await self._receive_slow()
+
+    async def send(self, message: Message) -> None:
+        """Send one message as a single text (``str``) or binary (``bytes``) frame."""
+        async with self._send_lock:
+            if self._error is not None:
+                self._raise_error()
+            # The WebSocket libraries only refuse a message once the connection is closing,
+            # and every way there sets self._error first (checked above).
+            data = self._encode(message)
+            if self._reply:  # a pong is owed: it rides along with this write
+                data = bytes(self._reply) + data
+                self._reply.clear()
+            await self._write(data)
+
+    async def send_many(self, messages: Iterable[Message]) -> None:
+        """Send several messages, in order, in one write, with nothing in between."""
+        async with self._send_lock:
+            if self._error is not None:
+                self._raise_error()
+            chunks = [bytes(self._reply)] if self._reply else []
+            chunks += self._encode_many(messages)
+            if not chunks:
+                await anyio.lowlevel.checkpoint()
+                return
+            self._reply.clear()
+            await self._write(b"".join(chunks))
+
+    async def aclose(self) -> None:
+        """Send a close frame if that can be done within ``close_timeout``, then close.
+
+        Idempotent; a second caller waits for the first close to finish. Never raises.
+        Messages received but not yet returned are dropped: whoever closes is done reading.
+        """
+        self._set_error(TRANSPORT_CLOSE, f"the connection to {self._where} was closed locally")
+        self._ready.clear()
+        await self._shutdown()
+
+    # --- what a subclass provides ------------------------------------------------------
+
+    def _encode(self, message: Message) -> bytes:
+        """One message as one frame, ready for the wire."""
+        raise NotImplementedError
+
+    def _encode_many(self, messages: Iterable[Message]) -> list[bytes]:
+        """Several messages as frames, in order."""
+        raise NotImplementedError
+
+    def _feed(self, data: bytes | None) -> None:
+        """Decode ``data`` (``None``: EOF) into messages, owed replies or an error."""
+        raise NotImplementedError
+
+    def _closing_frame(self, code: int) -> bytes:
+        """A close frame with ``code``, or ``b""`` if the protocol has already sent one."""
+        raise NotImplementedError
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _receive_slow(self) -> Message:
+        ready = self._ready
+        while True:
+            if self._reply and self._error is None:
+                await self._flush_reply()
+            if self._error is not None:
+                await self._shutdown()
+                if ready:
+                    return ready.popleft()
+                self._raise_error()
+            if ready:
+                return ready.popleft()
+            try:
+                data: bytes | None = await self._stream.receive(self._read_size)
+            except anyio.EndOfStream:
+                data = None
+            except IO_ERRORS as exc:
+                self._lost(exc)
+                continue
+            self._feed(data)
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data``; the caller holds the send lock."""
+        try:
+            await self._stream.send(data)
+        except IO_ERRORS as exc:
+            self._lost(exc)
+            self._raise_error()
+        except BaseException:
+            # Cancelled: on trio a cancelled send may have written part of a frame, after
+            # which nothing sent on this stream would parse. Refuse to send anything more.
+            self._poisoned = True
+            self._set_error(TRANSPORT_ERROR, f"a write to {self._where} was cancelled part-way")
+            raise
+
+    async def _flush_reply(self) -> None:
+        async with self._send_lock:
+            if not self._reply or self._error is not None:
+                return  # a send() took the reply along, or the connection ended meanwhile
+            data = bytes(self._reply)
+            self._reply.clear()
+            # A failure is recorded; receive() reports it after the messages already queued.
+            with contextlib.suppress(TransportError):
+                await self._write(data)
+
+    # --- ending ------------------------------------------------------------------------
+
+    def _set_error(
+        self,
+        reason: TransportErrorReason,
+        message: str,
+        *,
+        code: int = NORMAL_CLOSURE,
+        cause: BaseException | None = None,
+    ) -> None:
+        """Record why the transport ended; the first reason wins."""
+        if self._error is None:
+            error = TransportError(reason, message)
+            error.__cause__ = cause
+            self._error = error
+            self._close_code = code
+
+    def _lost(self, exc: BaseException) -> None:
+        self._set_error(
+            TRANSPORT_ERROR,
+            f"the connection to {self._where} broke: {describe(exc)}",
+            cause=exc,
+        )
+
+    def _raise_error(self) -> NoReturn:
+        error = self._error
+        assert error is not None
+        # A fresh exception each time, so that tracebacks do not pile up on one object.
+        raise TransportError(error.reason, str(error), status=error.status) from error.__cause__
+
+    async def _shutdown(self) -> None:
+        """Say goodbye if it can be done quickly, then drop the socket. Idempotent."""
+        if self._shutdown_done is not None:
+            with anyio.CancelScope(shield=True):  # bounded: the first caller is
+                await self._shutdown_done.wait()
+            return
+        self._shutdown_done = anyio.Event()
+        try:
+            with anyio.move_on_after(self._close_timeout, shield=True):
+                async with self._send_lock:
+                    if not self._poisoned:
+                        # RFC 6455 7.1.2 (start the closing handshake) or 7.1.7 (fail the
+                        # connection, with the code that says why). We do not wait for the
+                        # server's answer: the transport is over either way.
+                        data = bytes(self._reply) + self._closing_frame(self._close_code)
+                        self._reply.clear()
+                        if data:
+                            await self._stream.send(data)
+        except IO_ERRORS:
+            pass  # the socket is going away regardless
+        finally:
+            await anyio.aclose_forcefully(self._stream)
+            self._shutdown_done.set()
+
+
+def _endpoint(url: str, headers: Iterable[tuple[str, str]]) -> Endpoint:
+    """Check ``url`` and ``headers``; a bad one fails the attempt with a TransportError."""
+    where = redact_url(url)
+    try:
+        scheme, host, port, host_header, target = parse_url(url)
+        extra_headers = encode_headers(headers)
+    except (ValueError, TypeError) as exc:
+        # Headers may come from a callable run for every attempt: a bad one fails the
+        # attempt like any other, instead of escaping into the driver.
+        raise TransportError(TRANSPORT_ERROR, f"cannot connect to {where}: {exc}") from None
+    return Endpoint(where, _SECURE[scheme], host, port, host_header, target, extra_headers)
+
+
+def parse_url(url: str) -> tuple[str, str, int, str, str]:
+    """Split a ws/wss URL into (scheme, host, port, Host header, request target)."""
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SECURE:
+        raise ValueError(f"not a WebSocket URL: {redact_url(url)}")
+    scheme = "wss" if _SECURE[scheme] else "ws"
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"the URL {redact_url(url)} has no host")
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        explicit_port = 0
+    if explicit_port == 0:
+        raise ValueError(f"the URL {redact_url(url)} has an invalid port")
+    try:
+        host.encode("idna")  # what getaddrinfo, TLS and the Host header will need
+    except UnicodeError:
+        raise ValueError(f"the URL {redact_url(url)} has an invalid host name") from None
+    port = explicit_port or _DEFAULT_PORTS[scheme]
+    # RFC 6455 4.1: Host names the port too unless it is the scheme's default; IPv6 literals
+    # keep their brackets.
+    host_header = f"[{host}]" if ":" in host else host
+    if port != _DEFAULT_PORTS[scheme]:
+        host_header = f"{host_header}:{port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not target.isascii():  # build_websocket_url percent-encodes; a hand-made URL may not
+        raise ValueError(f"the URL {redact_url(url)} must be percent-encoded (ASCII only)")
+    return scheme, host, port, host_header, target
+
+
+def set_nodelay(stream: anyio.abc.SocketStream) -> None:
+    """Engine.IO packets are small and latency-bound: don't let Nagle hold them back."""
+    # asyncio and trio both set it today; saying so here keeps it true if either changes.
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free description of a low-level failure, for TransportError texts."""
+    cause: BaseException | None = exc
+    # anyio wraps the real reason: ConnectionFailed("All connection attempts failed") from
+    # the OSError (or a group of them, one per address), BrokenResourceError from the OSError.
+    while cause is not None and (not str(cause) or "connection attempts" in str(cause)):
+        inner = cause.__cause__
+        group = getattr(inner, "exceptions", None)
+        cause = group[0] if group else inner
+    if cause is None:
+        if isinstance(exc, anyio.EndOfStream):
+            return "the peer closed the connection"
+        return type(exc).__name__
+    number = getattr(cause, "errno", None)
+    if (
+        isinstance(number, int)
+        and number > 0
+        and not isinstance(cause, (ssl.SSLError, socket.gaierror))
+    ):
+        # Backends word socket errors differently (asyncio: "Connect call failed"); the errno
+        # says the same thing everywhere.
+        return f"{os.strerror(number)} ({errno.errorcode.get(number, number)})"
+    return str(cause)
