@@ -126,6 +126,61 @@ async def profiled_connects(url: str, count: int, warmup: int, tool: str) -> Any
     return profiler, wall, cpu
 
 
+async def traced_memory(url: str, count: int, top: int) -> str:
+    """tracemalloc: what ``count`` idle connected clients allocate, per connection, by file."""
+    import gc
+    import tracemalloc
+
+    import tether
+
+    async with tether.RealtimeClient(url) as rt:  # imports and lazy globals: not counted
+        await rt.wait_connected(timeout=20)
+    tracemalloc.start(1)
+    gc.collect()
+    before = tracemalloc.take_snapshot()
+    stop = anyio.Event()
+    all_up = anyio.Event()
+    connected = 0
+
+    async def hold() -> None:
+        nonlocal connected
+        async with tether.RealtimeClient(url) as rt:
+            await rt.wait_connected(timeout=20)
+            connected += 1
+            if connected == count:
+                all_up.set()
+            await stop.wait()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(hold)
+        with anyio.fail_after(60):
+            await all_up.wait()
+        await anyio.sleep(0.5)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        stop.set()
+    tracemalloc.stop()
+    by_layer: dict[str, float] = defaultdict(float)
+    rows = []
+    for diff in after.compare_to(before, "filename"):
+        filename = diff.traceback[0].filename
+        by_layer[layer_of(filename, "")] += diff.size_diff
+        short = filename.split("site-packages/")[-1].split("/src/")[-1]
+        rows.append((diff.size_diff / count, diff.count_diff / count, short))
+    total = sum(by_layer.values()) / count
+    lines = [f"{count} idle connections: {total:,.0f} B allocated per connection (tracemalloc)"]
+    lines.append("")
+    lines.append("by layer (bytes per connection):")
+    for layer, size in sorted(by_layer.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {size / count:9,.0f} B  {layer}")
+    lines.append("")
+    lines.append("by file (bytes and objects per connection):")
+    for size, objects, where in sorted(rows, reverse=True)[:top]:
+        lines.append(f"  {size:9,.0f} B  {objects:6.1f}  {where}")
+    return "\n".join(lines)
+
+
 def report_cprofile(profiler: cProfile.Profile, count: int, top: int, unit: str = "event") -> str:
     stats = pstats.Stats(profiler)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
@@ -156,7 +211,7 @@ def report_cprofile(profiler: cProfile.Profile, count: int, top: int, unit: str 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
-    parser.add_argument("--what", choices=("recv", "connect"), default="recv")
+    parser.add_argument("--what", choices=("recv", "connect", "memory"), default="recv")
     parser.add_argument("--kind", choices=("json64", "json1k", "bin1k"), default="json64")
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--warmup", type=int, default=2_000)
@@ -165,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = NodeServer().start()
     try:
+        if args.what == "memory":
+            print(f"tether on {args.backend}, memory per idle connection\n")
+            print(
+                anyio.run(
+                    traced_memory, server.url, min(args.count, 500), args.top, backend=args.backend
+                )
+            )
+            return 0
         if args.what == "connect":
             count = min(args.count, 200)
             profiler, wall, cpu = anyio.run(

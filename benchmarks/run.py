@@ -326,6 +326,7 @@ def storm_one(name: str, plan: Plan) -> dict[str, Any]:
         "peak_pct_of_clients": 100.0 * peak / plan.storm_clients,
         "client_attempts": len(at_clients),
         "client_peak_attempts_100ms": sliding_max(at_clients, WINDOW_MS / 1000.0),
+        "client_gc": result.get("gc"),
         "attempt_offsets_s": [round(a, 4) for a in at_server],
         "client_attempt_offsets_s": [round(a, 4) for a in at_clients],
     }
@@ -435,6 +436,51 @@ def markdown_table(figures: dict[str, Any], ratios: dict[str, Any], clients: lis
             cells.append(fmt(values.get(c), f.digits) + r)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_report(data: dict[str, Any]) -> str:
+    """The run as markdown, ready to paste into a README: machine, table, targets."""
+    m = data["machine"]
+    lines = [
+        f"Run {data['date']} with `{data['command'].strip()}` ({data['mode']}, "
+        f"{data['runtime_s']} s); tether transport: {data['tether_transport']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, {m['implementation']} "
+        f"{m['python']}, Node {m['node']} with socket.io {m['socket.io (node)']}; "
+        f"python-socketio {m['python-socketio']} (aiohttp {m['aiohttp']}), anyio {m['anyio']}, "
+        f"trio {m['trio']}, wsproto {m['wsproto']}, orjson {m['orjson']}; tether at "
+        f"{m['tether commit']}. Load average before/after: {data['loadavg_before'][0]} / "
+        f"{data['loadavg_after'][0]}.",
+        "",
+        data["table_markdown"],
+        "",
+        "↑ higher is better, ↓ lower is better; (×) is the ratio to python-socketio.",
+    ]
+    ceiling = data["results"].get("ceiling")
+    if ceiling:
+        lines += ["", "Receive ceiling, anyio + wsproto with the minimal protocol:", ""]
+        for name, by_kind in ceiling.items():
+            cells = [
+                f"{kind} {r['events_per_s']:,.0f}/s ({r['cpu_us_per_event']:.1f} µs CPU)"
+                for kind, r in by_kind.items()
+            ]
+            lines.append(f"- {name}: " + ", ".join(cells))
+    if data["targets"]:
+        lines += ["", "| target (issue 5) | client | value | met |", "|---|---|---:|---|"]
+        for t in data["targets"]:
+            value = "—" if t["value"] is None else f"{t['value']:.2f}"
+            met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+            lines.append(f"| {t['target']} | {t['client']} | {value} | {met} |")
+    checks = data.get("server_checks")
+    if checks:
+        lines += [
+            "",
+            f"Blast frames checked byte-identical to socket.emit: "
+            f"{checks['verified_byte_identical']}/{checks['blasts']}.",
+        ]
+    for error in data["errors"]:
+        lines += ["", f"Error: {error.splitlines()[0]}"]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------ machine
@@ -719,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     png_path = out_dir / f"{stem}.png"
     has_chart = chart(data, png_path)
+    (out_dir / f"{stem}.md").write_text(markdown_report(data))
 
     print()
     print(table(figures, ratios, args.client_list))

@@ -156,5 +156,30 @@ def memory_summary(base: int, loaded: int, count: int, connected: int) -> dict[s
     }
 
 
+class GcPauses:
+    """Collector pauses from now on (gc.callbacks): a long one stalls every client at once."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> dict[str, Any]:
+        gc.callbacks.remove(self._callback)
+        durations = [d for _, d in self.pauses]
+        return {
+            "collections": len(durations),
+            "gen2_collections": sum(1 for g, _ in self.pauses if g == 2),
+            "max_pause_ms": max(durations, default=0.0) * 1e3,
+            "total_pause_ms": sum(durations) * 1e3,
+        }
+
+
 def now_epoch() -> float:
     return time.time()

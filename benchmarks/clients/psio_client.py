@@ -182,6 +182,7 @@ async def bench_storm(url: str, count: int, concurrency: int, timeout: float) ->
     fleet = _Fleet(url, count, concurrency)
     await fleet.start_all(timeout)
     h.report("READY", {"clients": len(fleet.clients)})
+    pauses = h.GcPauses()
     try:
         await asyncio.wait_for(fleet.all_back.wait(), timeout)
     except asyncio.TimeoutError:
@@ -192,6 +193,7 @@ async def bench_storm(url: str, count: int, concurrency: int, timeout: float) ->
         "connect_times": fleet.connect_times,
         "disconnect_times": fleet.disconnect_times,
         "attempt_times": fleet.attempt_times,
+        "gc": pauses.summary(),
     }
     await fleet.close_all()
     return result

@@ -181,6 +181,7 @@ async def bench_storm(url: str, count: int, concurrency: int, timeout: float) ->
         with anyio.fail_after(timeout):
             await fleet.all_up.wait()
         h.report("READY", {"clients": fleet.connected})
+        pauses = h.GcPauses()
         # The runner now restarts the server; every client must come back by itself.
         with anyio.move_on_after(timeout):
             await fleet.all_back.wait()
@@ -190,6 +191,7 @@ async def bench_storm(url: str, count: int, concurrency: int, timeout: float) ->
             "connect_times": fleet.connect_times,
             "disconnect_times": fleet.disconnect_times,
             "attempt_times": fleet.attempt_times,
+            "gc": pauses.summary(),
         }
         fleet.stop.set()
         tg.cancel_scope.deadline = anyio.current_time() + 30
