@@ -63,10 +63,8 @@ class OfflineBuffer:
         key = next(iter(self._entries))
         return self._remove(key)
 
-    def withdraw(self, key: int) -> BufferedMessage | None:
-        """Remove the entry ``key`` if it is still buffered."""
-        if key not in self._entries:
-            return None
+    def withdraw(self, key: int) -> BufferedMessage:
+        """Remove the entry ``key``, which must still be buffered."""
         return self._remove(key)
 
     def drain(self) -> list[BufferedMessage]:
