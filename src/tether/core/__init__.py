@@ -31,13 +31,13 @@ from ._events import (
     MessageDropped,
     OpenTransport,
     ReconnectAttemptStarted,
-    ReconnectFailed,
     Reconnected,
+    ReconnectFailed,
     SocketConnected,
     SocketDisconnected,
     StateChanged,
 )
-from ._lifecycle import TRANSITIONS, State, Transition, Trigger
+from ._lifecycle import TRANSITIONS, Lifecycle, State, Transition, Trigger
 from ._options import CoreOptions, OverflowPolicy
 
 __all__ = [
@@ -52,10 +52,11 @@ __all__ = [
     "Connection",
     "CoreOptions",
     "DecodeError",
-    "Disconnected",
     "DisconnectReason",
+    "Disconnected",
     "Event",
     "EventReceived",
+    "Lifecycle",
     "LocalProtocolError",
     "MessageDropped",
     "OpenTransport",
