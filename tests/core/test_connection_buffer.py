@@ -245,3 +245,19 @@ def test_a_buffered_call_that_times_out_is_withdrawn_and_never_sent() -> None:
     assert h.conn.buffered == 1
     step = h.connect()
     assert step.sent == [sent_event("fresh", ack_id=fresh)]
+
+
+def test_joining_and_leaving_offline_sends_nothing() -> None:
+    h = Harness()
+    h.join("brief")
+    h.leave("brief", echo=False)
+    assert h.connect().sent == []
+
+
+def test_the_buffer_survives_close_and_is_flushed_at_the_next_connect() -> None:
+    h = Harness()
+    h.connect()
+    h.close()
+    h.emit("later")
+    assert h.conn.buffered == 1
+    assert payloads(h.connect().sent) == [["later"]]
