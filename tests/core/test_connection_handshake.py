@@ -122,6 +122,22 @@ def test_auth_must_be_a_mapping() -> None:
         h.opened(["token"])  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("auth", "error"),
+    [({"token": {1, 2}}, TypeError), ({"n": float("nan")}, ValueError), ({(1,): "x"}, TypeError)],
+)
+def test_auth_json_cannot_carry_is_refused_where_it_is_passed(
+    auth: dict[object, object], error: type[Exception]
+) -> None:
+    """Not later, when the handshake arrives on the read path."""
+    h = Harness()
+    h.open()
+    with pytest.raises(error):
+        h.opened(auth)  # type: ignore[arg-type]
+    h.opened({"token": "ok"})  # the attempt is still waiting for a good report
+    assert h.receive(engine_open()).sent == [connect_request({"token": "ok"})]
+
+
 def test_events_before_the_connect_reply_are_held_and_delivered_after_it() -> None:
     h = Harness()
     h.open()

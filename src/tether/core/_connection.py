@@ -368,7 +368,10 @@ class Connection:
             return
         if auth is not None and not isinstance(auth, Mapping):
             raise TypeError(f"auth must be a mapping or None, got {type(auth).__name__}")
-        self._auth = dict(auth) if auth is not None else None
+        auth = dict(auth) if auth is not None else None
+        # Refuse what JSON cannot carry here, not later on the read path (the handshake).
+        _json.dumps(auth)
+        self._auth = auth
         self._phase = _Phase.OPEN
         self._last_received = now
 
