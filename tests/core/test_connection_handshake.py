@@ -167,17 +167,16 @@ def test_held_events_die_with_a_failed_attempt() -> None:
     assert h.received() == []
 
 
-def test_a_server_that_sends_endless_events_before_connecting_is_broken(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tether.core import _connection
-
-    monkeypatch.setattr(_connection, "MAX_HELD_EVENTS", 3)
+def test_a_server_that_sends_endless_events_before_connecting_is_broken() -> None:
+    """At most 100 000 events are held before the CONNECT reply; one more is a parse error."""
     h = Harness(draw=0.0)
     h.open()
     h.handshake()
-    h.receive(event("a"), event("b"), event("c"))
-    step = h.receive(event("d"))
+    frame = event("flood")
+    for _ in range(100_000):
+        h.conn.receive(frame, now=h.now)
+    assert h.drain().events == []
+    step = h.receive(frame)
     assert step.of(ConnectFailed)[0].error.message == DisconnectReason.PARSE_ERROR
     assert h.state is State.RECONNECTING
 
