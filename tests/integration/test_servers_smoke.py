@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -412,6 +413,36 @@ async def test_restart_on_the_same_port(
     await probe.wait_for(lambda p: len(p.named("connect")) == 2, timeout=10)
     state = await server.wait_for(lambda s: len(s["connected"]) == 1)
     assert state["connections"] == 1  # the new process saw the reconnect only
+
+
+async def test_restart_waits_for_its_port(
+    server_factory: ServerFactory, server_kind: ServerKind
+) -> None:
+    server = server_factory(server_kind)
+    port = server.port
+    await server.astop()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    started = anyio.Event()
+
+    async def start() -> None:
+        await server.astart()
+        started.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            with anyio.fail_after(10):  # until an attempt failed on the taken port
+                while "exited with 3" not in server.output():
+                    await anyio.sleep(0.02)
+            assert not started.is_set()
+            squatter.close()
+    finally:
+        squatter.close()
+    assert (server.port, server.running) == (port, True)
+    assert (await server.state())["connections"] == 0
 
 
 async def test_node_connection_state_recovery(server_factory: ServerFactory) -> None:

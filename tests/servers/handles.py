@@ -221,10 +221,14 @@ class ServerProcess:
             target=self._pump, args=(proc.stderr, "err", None, None), daemon=True
         ).start()
         if not listening.wait(max(0.0, deadline - time.monotonic())) or not found:
-            if proc.poll() is None:
-                self._terminate(proc, signal.SIGKILL)
+            if listening.is_set():  # stdout ended: the process is exiting
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(max(1.0, deadline - time.monotonic()))
+            timed_out = proc.poll() is None
+            self._terminate(proc, signal.SIGKILL)
+            if timed_out:
                 raise ServerStartError(self._failure(f"{self.name}: no 'listening on' line"))
-            return proc.wait()
+            return proc.returncode
         self.port = found[0]
         self.startup_seconds = time.monotonic() - began
         return None
@@ -378,14 +382,34 @@ class SocketIOServer(ServerProcess):
             raise ControlError(f"{self.name} {method} {path}: {response.status} {payload}")
         return payload
 
-    def ensure_ready(self) -> None:
-        """Before a test on a shared server: running, resumed, unmuted, history cleared."""
+    def ensure_ready(self, settle: float = 1.0) -> None:
+        """Before a test on a shared server: running, resumed, unmuted, no client, no history.
+
+        Clients left by earlier tests get ``settle`` seconds to leave; the rest are
+        disconnected server-side (``io server disconnect``: a well-behaved client stays away).
+        """
         if self.paused:
             self.resume()
         if not self.running:
             self.start()
         self.control_sync("POST", "unmute")
+        for last_round in (False, True):
+            deadline = time.monotonic() + settle
+            while self._connected_sync() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            left = self._connected_sync()
+            if not left:
+                break
+            if last_round:
+                raise RuntimeError(f"{self.name}: clients of an earlier test stay: {left}")
+            for sid in left:
+                with contextlib.suppress(ControlError):
+                    self.control_sync("POST", "disconnect", sid=sid)
         self.control_sync("POST", "reset")
+
+    def _connected_sync(self) -> list[str]:
+        connected: list[str] = self.control_sync("GET", "state")["connected"]
+        return connected
 
     # -- control, async (tests) -----------------------------------------------------------------
 

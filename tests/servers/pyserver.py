@@ -31,7 +31,6 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, TypeVar
@@ -331,12 +330,15 @@ class TestServer:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, line: str) -> None:
+    def __init__(self, config: uvicorn.Config, line: str, watch_stdin: bool) -> None:
         super().__init__(config)
         self.line = line
+        self.watch_stdin = watch_stdin
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.watch_stdin:
+            _watch_stdin()
         if not self.should_exit:
             sys.stdout.write(self.line + "\n")
             sys.stdout.flush()
@@ -344,9 +346,18 @@ class _Server(uvicorn.Server):
 
 def _watch_stdin() -> None:
     """Exit when the harness that holds our stdin dies (no orphaned servers)."""
-    while sys.stdin.buffer.read(4096):
-        pass
-    os._exit(0)
+    fd = sys.stdin.fileno()
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            os._exit(0)
+
+    loop.add_reader(fd, readable)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -370,8 +381,6 @@ def main(argv: list[str] | None = None) -> int:
     MUTE.muted = args.no_ping
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    if args.watch_stdin:
-        threading.Thread(target=_watch_stdin, daemon=True).start()
 
     server = TestServer(args)
     app = socketio.ASGIApp(server.sio, other_asgi_app=server.control_app)
@@ -394,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
-    uv = _Server(config, f"listening on http://{args.host}:{port}")
+    uv = _Server(config, f"listening on http://{args.host}:{port}", args.watch_stdin)
     run: Coroutine[Any, Any, None] = uv.serve(sockets=[sock])
     asyncio.run(run)
     return 0
