@@ -14,6 +14,7 @@ from tether.core import (
     BufferFull,
     CloseTransport,
     CoreOptions,
+    SocketConnected,
     SocketDisconnected,
     State,
     StateChanged,
@@ -117,6 +118,33 @@ def test_a_call_into_an_expired_heartbeat_waits_in_the_buffer() -> None:
     assert h.conn.buffered == 1
     step = h.connect()
     assert step.sent == [f'42{call_id}["late"]']
+
+
+@pytest.mark.parametrize("call", ["join", "leave", "update_profile"])
+def test_channel_state_is_not_written_into_an_expired_heartbeat(call: str) -> None:
+    """Like emits: the late verdict lands first, the change goes out at the next connect."""
+    h = Harness(draw=0.0)
+    h.connect("s1", pid="p1", ping_interval=10_000, ping_timeout=5_000)
+    h.join("room")
+    h.receive(event("e", "offset-1"))
+    h.clock.advance(20.0)
+    if call == "join":
+        step = h.join("hall")
+    elif call == "leave":
+        step = h.leave("room", echo=False)
+    else:
+        step = h.update_profile({"v": 1})
+    assert step.sent == []
+    assert SocketDisconnected("ping timeout") in step.events
+    # Even a recovered session (the server kept "room") gets the change.
+    step = h.connect("s1", pid="p1")
+    assert step.of(SocketConnected) == [SocketConnected("s1", recovered=True)]
+    expected = {
+        "join": ['42["join",{"channel":"hall","echo":true}]'],
+        "leave": ['42["leave",{"channel":"room","echo":false}]'],
+        "update_profile": ['42["update",{"data":{"v":1},"echo":true}]'],
+    }
+    assert step.sent == expected[call]
 
 
 def test_a_refused_emit_into_an_expired_heartbeat_changes_nothing() -> None:

@@ -305,7 +305,7 @@ class Connection:
             self.emit("join", {"channel": channel, "echo": flag}, now=now)
             return
         self._channels[channel] = flag
-        if self._lifecycle.state is State.CONNECTED and self._server_channels.get(channel) != flag:
+        if self._server_channels.get(channel) != flag and self._connected(now):
             self._server_channels[channel] = flag
             self._send_event("join", {"channel": channel, "echo": flag})
 
@@ -318,7 +318,7 @@ class Connection:
         self._channels.pop(channel, None)
         if channel not in self._server_channels:
             return
-        if self._lifecycle.state is State.CONNECTED:
+        if self._connected(now):
             del self._server_channels[channel]
             self._send_event("leave", {"channel": channel, "echo": flag})
         else:
@@ -353,7 +353,7 @@ class Connection:
             return
         self._profile = (data, flag)
         self._profile_sent = False
-        if self._lifecycle.state is State.CONNECTED:
+        if self._connected(now):
             self._send_profile()
 
     # ------------------------------------------------------------------ transport inputs
@@ -688,6 +688,18 @@ class Connection:
         self._fire(trigger, reason=reason, attempt=self._attempt, retry_in=delay)
 
     # ------------------------------------------------------------------ internals: sending
+
+    def _connected(self, now: float) -> bool:
+        """Whether the session is CONNECTED, once a heartbeat that has already expired (the
+        timer is late) has had its verdict: channel state is never written into a dead
+        connection, where a recovered session would then believe it had arrived."""
+        if self._lifecycle.state is not State.CONNECTED:
+            return False
+        window = self._heartbeat_window
+        if window is not None and now >= self._last_received + window:
+            self.handle_timer(now=now)
+            return False
+        return True
 
     def _echo(self, echo: bool | None) -> bool:
         if echo is None:
