@@ -156,6 +156,7 @@ class ServerProcess:
         self._output: collections.deque[str] = collections.deque(maxlen=2000)
         self._lock = threading.Lock()
         self._paused = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -293,6 +294,7 @@ class ServerProcess:
                 proc.kill()
                 proc.wait()
         self._paused = False
+        self._stop_watchdog()
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
@@ -308,9 +310,25 @@ class ServerProcess:
         self.start(timeout)
 
     def pause(self) -> None:
-        """SIGSTOP: the server stops answering anything (pings, handshakes, control)."""
+        """SIGSTOP: the server stops answering anything (pings, handshakes, control).
+
+        A stopped process cannot notice that its stdin closed, so while it is paused a small
+        watchdog shell holds that duty: if the test process dies, it SIGKILLs the server.
+        """
         assert self._proc is not None
         assert self.running
+        if self._watchdog is None:
+            self._watchdog = subprocess.Popen(
+                [
+                    "sh",
+                    "-c",
+                    'read -r line; [ "$line" = resumed ] || kill -KILL "$1"',
+                    "sh",
+                    str(self._proc.pid),
+                ],
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
         self._proc.send_signal(signal.SIGSTOP)
         self._paused = True
 
@@ -319,6 +337,15 @@ class ServerProcess:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGCONT)
         self._paused = False
+        self._stop_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                watchdog.stdin.write(b"resumed\n")
+                watchdog.stdin.close()
+            watchdog.wait()
 
     @property
     def paused(self) -> bool:
