@@ -116,6 +116,7 @@ FIGURES = [
     Figure("recv_bin1k_cpu", "CPU per event, 1 KiB binary", "µs", False, 1),
     Figure("echo_p50", "echo round trip p50", "µs", False),
     Figure("echo_p99", "echo round trip p99", "µs", False),
+    Figure("echo_cpu", "CPU per echo call", "µs", False, 1),
     Figure("connect_ms", "fresh connect, median", "ms", False, 2),
     Figure("connect_cpu_ms", "CPU per fresh connect, median", "ms", False, 2),
     Figure("memory_kib", "memory per idle connection", "KiB", False, 1),
@@ -223,10 +224,14 @@ def bench_rounds(server: NodeServer, clients: list[str], bench: str, plan: Plan)
             for key in ("latencies_us", "times_ms", "cpu_ms"):
                 if key in result:
                     into.setdefault(key, []).extend(result[key])
+            if "cpu_s" in result:
+                into.setdefault("cpu_s", []).append(result["cpu_s"])
     out = {}
     for name, samples in pooled.items():
         if bench == "echo":
-            out[name] = h.latency_summary([x / 1e6 for x in samples["latencies_us"]])
+            out[name] = h.latency_summary(
+                [x / 1e6 for x in samples["latencies_us"]], sum(samples["cpu_s"])
+            )
         else:
             out[name] = h.connect_summary(
                 [x / 1e3 for x in samples["times_ms"]], [x / 1e3 for x in samples["cpu_ms"]]
@@ -344,6 +349,7 @@ def figures_from(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     for name, r in results.get("echo", {}).items():
         figures["echo_p50"][name] = r["p50_us"]
         figures["echo_p99"][name] = r["p99_us"]
+        figures["echo_cpu"][name] = r["cpu_us_per_call"]
     for name, r in results.get("connect", {}).items():
         figures["connect_ms"][name] = r["median_ms"]
         figures["connect_cpu_ms"][name] = r["cpu_median_ms"]

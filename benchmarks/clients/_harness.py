@@ -114,9 +114,12 @@ def recv_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def latency_summary(latencies: list[float]) -> dict[str, Any]:
+def latency_summary(latencies: list[float], cpu: float) -> dict[str, Any]:
+    """Percentiles of the round trips; ``cpu`` is the process time they took in all."""
     ordered = sorted(latencies)
     return {
+        "cpu_us_per_call": cpu / len(ordered) * 1e6,
+        "cpu_s": cpu,
         "p50_us": percentile(ordered, 50) * 1e6,
         "p99_us": percentile(ordered, 99) * 1e6,
         "mean_us": statistics.fmean(ordered) * 1e6,

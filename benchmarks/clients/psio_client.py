@@ -69,17 +69,21 @@ async def bench_echo(url: str, count: int, warmup: int) -> Any:
     payload = h.PAYLOAD_64
     sio = await _connect(url)
     try:
+        cpu = 0.0
         for i in range(warmup + count):
+            if i == warmup:
+                cpu = time.process_time()
             t0 = time.perf_counter()
             reply = await sio.call("echo", payload, timeout=5.0)
             elapsed = time.perf_counter() - t0
             if i >= warmup:
                 latencies.append(elapsed)
+        cpu = time.process_time() - cpu
         if reply != payload:
             raise AssertionError(f"echo returned {reply!r}")
     finally:
         await asyncio.wait_for(sio.disconnect(), 10)
-    return h.latency_summary(latencies)
+    return h.latency_summary(latencies, cpu)
 
 
 async def bench_connect(url: str, count: int, warmup: int) -> Any:
