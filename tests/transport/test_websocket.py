@@ -1,4 +1,7 @@
-"""WebSocketTransport against real peers, on asyncio and trio.
+"""Both WebSocket transports against real peers, on asyncio and trio.
+
+Every async test runs with each connector: ``WebSocketConnector`` (wsproto) and
+``FastWebSocketConnector`` (websockets' sans-IO protocol), which must behave the same.
 
 Two kinds of server run in background threads, so they work whatever the test's event loop:
 a ``websockets`` server (a correct, independent RFC 6455 implementation) for the normal
@@ -13,12 +16,14 @@ import base64
 import contextlib
 import errno
 import hashlib
+import inspect
 import socket
 import ssl
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
@@ -30,6 +35,8 @@ from websockets.sync.server import ServerConnection, serve
 
 from tether.transport import (
     Connector,
+    FastWebSocketConnector,
+    FastWebSocketTransport,
     Transport,
     TransportError,
     WebSocketConnector,
@@ -268,11 +275,42 @@ def raw_server() -> Iterator[Callable[..., RawServer]]:
         server._thread.join(TIMEOUT)
 
 
-async def connect(url: str, **kwargs: Any) -> WebSocketTransport:
-    return await WebSocketConnector().connect(url, **kwargs)
+# --- the connector under test --------------------------------------------------------------
+
+AnyConnector: TypeAlias = type[WebSocketConnector] | type[FastWebSocketConnector]
+AnyTransport: TypeAlias = WebSocketTransport | FastWebSocketTransport
+
+#: The connector class the running test uses; set by the ``connector_class`` fixture.
+CONNECTOR: AnyConnector = WebSocketConnector
 
 
-async def expect_error(transport: WebSocketTransport, reason: str) -> TransportError:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every async test with both connectors (the sync ones test shared helpers)."""
+    if inspect.iscoroutinefunction(metafunc.function):
+        metafunc.parametrize(
+            "connector_class",
+            [
+                pytest.param(WebSocketConnector, id="wsproto"),
+                pytest.param(FastWebSocketConnector, id="websockets"),
+            ],
+            indirect=True,
+        )
+
+
+@pytest.fixture(autouse=True)
+def connector_class(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AnyConnector:
+    cls: AnyConnector = getattr(request, "param", WebSocketConnector)
+    monkeypatch.setattr(sys.modules[__name__], "CONNECTOR", cls)
+    return cls
+
+
+async def connect(url: str, **kwargs: Any) -> AnyTransport:
+    return await CONNECTOR().connect(url, **kwargs)
+
+
+async def expect_error(transport: AnyTransport, reason: str) -> TransportError:
     """Receive until the transport fails; check and return the error."""
     with pytest.raises(TransportError) as info:
         await transport.receive()
@@ -288,7 +326,7 @@ async def test_websocket_classes_satisfy_the_protocols(ws_server: Callable[..., 
     server = ws_server(echo)
     with anyio.fail_after(TIMEOUT):
         # The annotations are the test: mypy fails if the shapes drift from the protocols.
-        connector: Connector = WebSocketConnector()
+        connector: Connector = CONNECTOR()
         transport: Transport = await connector.connect(
             server.url(), headers=(), ssl_context=None, max_message_size=100
         )
@@ -754,7 +792,7 @@ async def test_aclose_is_bounded_when_the_peer_stops_reading(
     server = raw_server(lambda conn: release.wait(TIMEOUT))
     errors: list[TransportError] = []
     with anyio.fail_after(TIMEOUT):
-        transport = await WebSocketConnector(close_timeout=0.1).connect(server.url())
+        transport = await CONNECTOR(close_timeout=0.1).connect(server.url())
 
         async def writer() -> None:
             try:
@@ -960,7 +998,7 @@ def tls_server(ws_server: Callable[..., WSServer], ca: trustme.CA) -> WSServer:
 
 
 async def test_tls_is_verified_by_default(tls_server: WSServer) -> None:
-    connector = WebSocketConnector()
+    connector = CONNECTOR()
     with anyio.fail_after(TIMEOUT):
         for _ in range(2):  # the default context is made once and reused
             with pytest.raises(TransportError) as info:
@@ -1043,9 +1081,9 @@ async def test_bad_arguments_are_value_errors() -> None:
     with pytest.raises(ValueError, match="max_message_size"):
         await connect(f"ws://127.0.0.1:1{PATH}", max_message_size=0)
     with pytest.raises(ValueError, match="read_size"):
-        WebSocketConnector(read_size=0)
+        CONNECTOR(read_size=0)
     with pytest.raises(ValueError, match="close_timeout"):
-        WebSocketConnector(close_timeout=-1)
+        CONNECTOR(close_timeout=-1)
     with pytest.raises(TransportError):
         await connect(b"ws://127.0.0.1:1/")  # type: ignore[arg-type]
 
@@ -1117,7 +1155,7 @@ async def test_an_owed_pong_is_dropped_when_the_connection_closes(
     server = raw_server(script)
     errors: list[TransportError] = []
     with anyio.fail_after(TIMEOUT):
-        transport = await WebSocketConnector(close_timeout=0.1).connect(server.url())
+        transport = await CONNECTOR(close_timeout=0.1).connect(server.url())
 
         async def writer() -> None:
             with contextlib.suppress(TransportError):

@@ -3,9 +3,16 @@
 The driver depends only on :class:`Connector` and :class:`Transport` (``_base``); the
 WebSocket implementation (``_websocket``) is the real one, and the in-memory pair
 (``_memory``) lets driver tests play the server without sockets.
+
+:class:`FastWebSocketConnector` (``_websockets``) is the same transport on the ``websockets``
+library's frame parser, several times faster than wsproto's. It needs the ``fast`` extra, so
+it is imported on first use: this package imports without ``websockets``, and using the
+connector without it raises an ``ImportError`` that says ``pip install 'tether[fast]'``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ._base import (
     TRANSPORT_CLOSE,
@@ -19,6 +26,10 @@ from ._base import (
 )
 from ._memory import ConnectAttempt, MemoryConnector, MemoryPeer, MemoryTransport
 from ._websocket import WebSocketConnector, WebSocketTransport
+
+if TYPE_CHECKING:
+    from ._websockets import FastWebSocketConnector as FastWebSocketConnector
+    from ._websockets import FastWebSocketTransport as FastWebSocketTransport
 
 __all__ = [
     "TRANSPORT_CLOSE",
@@ -36,3 +47,16 @@ __all__ = [
     "WebSocketTransport",
     "encode_headers",
 ]
+
+# Not in __all__: a star import must not need the fast extra.
+_LAZY = frozenset({"FastWebSocketConnector", "FastWebSocketTransport"})
+
+
+if not TYPE_CHECKING:  # mypy sees the imports above, and no catch-all attribute
+
+    def __getattr__(name: str) -> object:
+        if name in _LAZY:
+            from . import _websockets  # its ImportError, without websockets, says what to do
+
+            return getattr(_websockets, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
