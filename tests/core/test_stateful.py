@@ -123,6 +123,7 @@ class CoreMachine(RuleBasedStateMachine):
         # I8: the channels the server has been told about in this session.
         self.server_channels: dict[str, bool] = {}
         self.server_profile: Any = None
+        self.wanted_profile: Any = None
         self.leave_flags: dict[str, bool] = {}
         # CSR: the pid of the current session; whether the session was ended on purpose.
         self.session_pid: str | None = None
@@ -285,7 +286,7 @@ class CoreMachine(RuleBasedStateMachine):
         assert self.reconnected_from == 0, "a reconnect was not reported"
         # drop_oldest drops old messages only to make room for the new one.
         assert not (dropped_old and new_placed), "old messages dropped for nothing"
-        self.check_sent(step, new)
+        self.check_sent(step)
         if new is not None and not new_placed and new not in self.sent_names:
             self.buffer.append(new)
 
@@ -306,7 +307,7 @@ class CoreMachine(RuleBasedStateMachine):
         assert names == self.buffer, (names, self.buffer)
         self.buffer = []
 
-    def check_sent(self, step: Step, new: str | None) -> None:
+    def check_sent(self, step: Step) -> None:
         for frame in step.sent:
             parsed = parse_frame(frame)
             if parsed is None:
@@ -328,6 +329,7 @@ class CoreMachine(RuleBasedStateMachine):
                 self.server_profile = payload[1]
             else:
                 assert name not in self.sent_names, "I6: a message was sent twice"
+                assert name not in self.buffer, "I6: a buffered message left outside a flush"
                 self.sent_names.add(name)
                 if ack_id is not None:
                     self.written_calls.add(ack_id)
@@ -404,6 +406,8 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(value=st.integers(0, 3), echo=st.sampled_from([None, False]))
     def update_profile(self, value: int, echo: bool | None) -> None:
+        flag = self.h.options.echo_messages if echo is None else echo
+        self.wanted_profile = {"data": {"v": value}, "echo": flag}
         self.observe(self.h.update_profile({"v": value}, echo))
 
     @precondition(lambda self: self.pending_server_acks)
@@ -616,9 +620,11 @@ class CoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def channels_are_reconciled(self) -> None:
-        """I8: while connected, the server was told exactly the channels the user wants."""
+        """I8: while connected, the server was told exactly the channels and the profile the
+        user wants."""
         if self.h.state is State.CONNECTED:
             assert self.server_channels == dict(self.h.conn.channels)
+            assert self.server_profile == self.wanted_profile
 
     def teardown(self) -> None:
         """I7 at the end: after close(), every call whose packet was written has resolved."""
