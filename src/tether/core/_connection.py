@@ -444,10 +444,7 @@ class Connection:
             self._attempt_deadline = None
             self._close_transport()
             self._attempt_failed(ConnectError("timeout"), now)
-        if (
-            self._heartbeat_window is not None
-            and now >= self._last_received + self._heartbeat_window
-        ):
+        if self._heartbeat_expired(now):
             self._connection_broken(DisconnectReason.PING_TIMEOUT, now)
         deadlines = self._call_deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -695,11 +692,15 @@ class Connection:
         connection, where a recovered session would then believe it had arrived."""
         if self._lifecycle.state is not State.CONNECTED:
             return False
-        window = self._heartbeat_window
-        if window is not None and now >= self._last_received + window:
+        if self._heartbeat_expired(now):
             self.handle_timer(now=now)
             return False
         return True
+
+    def _heartbeat_expired(self, now: float) -> bool:
+        """No inbound message for pingInterval + pingTimeout (Engine.IO v4 "Heartbeat")."""
+        window = self._heartbeat_window
+        return window is not None and now >= self._last_received + window
 
     def _echo(self, echo: bool | None) -> bool:
         if echo is None:
@@ -736,10 +737,7 @@ class Connection:
         if self._lifecycle.state is State.CONNECTED:
             # The heartbeat may have expired while the timer has not run yet (throttled
             # timers, socket.io-client's _hasPingExpired): don't write into a dead connection.
-            expired = (
-                self._heartbeat_window is not None
-                and now >= self._last_received + self._heartbeat_window
-            )
+            expired = self._heartbeat_expired(now)
             if not expired:
                 self._outbox.extend(frames)
                 if call_id is not None:
