@@ -116,29 +116,42 @@ class NodeServer:
             prefix="tether-bench-node-", suffix=".log", delete=False
         )
 
-    def start(self, timeout: float = 15.0) -> NodeServer:
-        cmd = [
-            "node",
-            str(SERVER_JS),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--max-lifetime",
-            str(int(self.max_lifetime)),
-        ]
+    def start(self, timeout: float = 15.0, *, deferred: bool = False) -> NodeServer:
+        """Start it; with ``deferred`` it loads but listens only on :meth:`listen`."""
+        cmd = ["node", str(SERVER_JS), "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--max-lifetime", str(int(self.max_lifetime))]
+        if deferred:
+            cmd.append("--deferred")
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=SERVER_DIR
         )
         STARTED.add(proc)
         self.proc = proc
         assert proc.stdout is not None
-        reader = LineReader(proc.stdout)
-        line = reader.readline(time.monotonic() + timeout)
-        reader.close()
-        if not line or not line.startswith("listening on "):
-            stop_process(proc)
-            raise BenchError(f"the Node server did not start: {_tail(self._log.name)}")
+        self._reader = LineReader(proc.stdout)
+        if deferred:
+            self._expect("loaded", timeout)
+            return self
+        return self._listening(timeout)
+
+    def listen(self, timeout: float = 15.0) -> NodeServer:
+        """Tell a deferred server to listen now, and wait until it does."""
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"listen\n")
+        self.proc.stdin.flush()
+        return self._listening(timeout)
+
+    def _expect(self, prefix: str, timeout: float) -> str:
+        assert self.proc is not None
+        line = self._reader.readline(time.monotonic() + timeout)
+        if not line or not line.startswith(prefix):
+            stop_process(self.proc)
+            raise BenchError(f"the Node server did not start: {line!r} {_tail(self._log.name)}")
+        return line
+
+    def _listening(self, timeout: float) -> NodeServer:
+        line = self._expect("listening on ", timeout)
         self.url = line.removeprefix("listening on ").strip()
         self.port = int(self.url.rsplit(":", 1)[1])
         return self
@@ -155,9 +168,12 @@ class NodeServer:
 
     def stop(self) -> None:
         if self.proc is not None:
+            self._reader.close()
             stop_process(self.proc)
-        self._log.close()
-        os.unlink(self._log.name)
+            self.proc = None
+        if not self._log.closed:
+            self._log.close()
+            os.unlink(self._log.name)
 
 
 def client_env() -> dict[str, str]:

@@ -2,9 +2,13 @@
 // Benchmark server for tether: Node socket.io 4.8 (pinned in package.json / package-lock.json).
 //
 //   node benchmarks/server/server.js [--host 127.0.0.1] [--port 0] [--max-lifetime S]
+//       [--deferred]
 //
 // Prints exactly one line to stdout once it accepts connections:
 //   listening on http://HOST:PORT
+// With --deferred it loads everything, prints "loaded" and only listens when the line
+// "listen" arrives on stdin: the reconnect storm uses it to restart the server on the same
+// port within milliseconds of killing the old one, whatever Node's start-up time.
 // and stops by itself when its stdin closes (the runner holds the pipe) or after --max-lifetime
 // seconds, whichever comes first. Only loopback hosts are accepted.
 //
@@ -39,9 +43,13 @@ const Sender = require("ws").Sender;
 
 // ---------------------------------------------------------------------------------- options
 
-const opts = { host: "127.0.0.1", port: 0, maxLifetime: 900 };
+const opts = { host: "127.0.0.1", port: 0, maxLifetime: 900, deferred: false };
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i];
+  if (arg === "--deferred") {
+    opts.deferred = true;
+    continue;
+  }
   const value = process.argv[++i];
   if (value === undefined) fail(`${arg} needs a value`);
   if (arg === "--host") opts.host = value;
@@ -308,11 +316,27 @@ async function blast(socket, request) {
 // ---------------------------------------------------------------------------------- lifetime
 
 httpServer.on("error", (err) => fail(`cannot listen: ${err.message}`));
-httpServer.listen(opts.port, opts.host, () => {
-  const { address, port } = httpServer.address();
-  const host = address.includes(":") ? `[${address}]` : address;
-  process.stdout.write(`listening on http://${host}:${port}\n`);
-});
+function listen() {
+  httpServer.listen(opts.port, opts.host, () => {
+    const { address, port } = httpServer.address();
+    const host = address.includes(":") ? `[${address}]` : address;
+    process.stdout.write(`listening on http://${host}:${port}\n`);
+  });
+}
+if (opts.deferred) {
+  let pending = "";
+  const onData = (chunk) => {
+    pending += chunk.toString();
+    if (pending.split("\n").includes("listen")) {
+      process.stdin.off("data", onData);
+      listen();
+    }
+  };
+  process.stdin.on("data", onData);
+  process.stdout.write("loaded\n");
+} else {
+  listen();
+}
 
 // Stop by ourselves: when the parent goes away (stdin closes), on SIGTERM, or after a while.
 process.stdin.on("end", () => process.exit(0));
