@@ -5,8 +5,8 @@
 - ``server_kind``: parametrized over ``"node"`` and ``"python"``; override it with
   ``@pytest.mark.parametrize("server_kind", ["node"])``.
 - ``sio_server``: the shared server of ``server_kind``, made ready for this test (running,
-  resumed, unmuted, history cleared). Tests that stop, kill, pause or restart a server, or need
-  options, use ``server_factory`` instead.
+  resumed, unmuted, clients of earlier tests gone, history cleared). Tests that stop, kill,
+  pause or restart a server, or need options, use ``server_factory`` instead.
 - ``server_factory(kind, *, ping_interval=None, ping_timeout=None, token=None, csr=False,
   max_payload=None, no_ping=False, late_hello=False)``: a fresh, started server, killed after
   the test.
@@ -14,7 +14,8 @@
   ``garbage_factory(*, ping_interval=25000, ping_timeout=20000, max_payload=1_000_000,
   oversize=2 MiB, ws_ping_interval=None)`` a fresh one, stopped after the test.
 
-When a test here fails, the output of every server still running is attached to its report.
+When a test here fails, its report gets what each server printed during the test (stopped and
+killed ones included), or the tail of its output for a running server that printed nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from servers.handles import (
     ServerFactory,
     ServerKind,
     SocketIOServer,
-    live_servers,
+    failure_report,
 )
+
+_TEST_START = pytest.StashKey[float]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -40,9 +43,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "setup":
+        item.stash[_TEST_START] = call.start
     if report.failed:
-        for server in live_servers():
-            report.sections.append((f"{server.name} {server.url}", server.output(60)))
+        report.sections.extend(failure_report(item.stash.get(_TEST_START, call.start)))
     return report
 
 

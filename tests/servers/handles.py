@@ -132,9 +132,26 @@ def to_wire(value: Any) -> Any:
 _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
 
+_ALL: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+
+
 def live_servers() -> list[ServerProcess]:
-    """Every server process currently running (for failure reports)."""
+    """Every server process currently running."""
     return [s for s in list(_LIVE) if s.running]
+
+
+def failure_report(since: float) -> list[tuple[str, str]]:
+    """(title, output) for a failed test: every server that printed something since ``since``
+    (``time.time()``; stopped or killed ones included), and the tail of every running one."""
+    sections = []
+    known = list(_ALL)  # a snapshot: the WeakSet may shrink while we iterate
+    for server in sorted(known, key=lambda s: s.port):
+        text = server.output(since=since)
+        if not text and server.running:
+            text = server.output(last=20)
+        if text:
+            sections.append((f"{server.name} {server.url}", text))
+    return sections
 
 
 @atexit.register
@@ -153,10 +170,11 @@ class ServerProcess:
         self.port = 0  # 0 until the first start; later starts reuse it
         self.startup_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._output: collections.deque[str] = collections.deque(maxlen=2000)
+        self._output: collections.deque[tuple[float, str]] = collections.deque(maxlen=2000)
         self._lock = threading.Lock()
         self._paused = False
         self._watchdog: subprocess.Popen[bytes] | None = None
+        _ALL.add(self)
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -258,12 +276,13 @@ class ServerProcess:
 
     def _log(self, line: str) -> None:
         with self._lock:
-            self._output.append(line)
+            self._output.append((time.time(), line))
 
-    def output(self, last: int | None = None) -> str:
-        """What the process printed (stdout and stderr, interleaved), the last lines only."""
+    def output(self, last: int | None = None, since: float | None = None) -> str:
+        """What the process printed (stdout and stderr, interleaved, with our own start and
+        exit lines): the ``last`` lines only, or those since ``since`` (``time.time()``)."""
         with self._lock:
-            lines = list(self._output)
+            lines = [line for t, line in self._output if since is None or t >= since]
         return "\n".join(lines[-last:] if last else lines)
 
     def _failure(self, what: str) -> str:
