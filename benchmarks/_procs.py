@@ -72,7 +72,7 @@ class Started:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            stop_process(proc)
+            stop_process(proc, grace=0.5)
         self.procs.clear()
 
 
@@ -222,11 +222,13 @@ class ClientRun:
             if line.startswith(tag + " "):
                 return json.loads(line[len(tag) + 1 :])  # type: ignore[no-any-return]
 
-    def finish(self) -> None:
+    def finish(self, *, wait: bool = True) -> None:
+        """Let it exit by itself (bounded) after its result, or, with ``wait=False``, kill it."""
         if self.proc.stdout is None or self.proc.stdout.closed:
             return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(max(0.1, min(30.0, self.deadline - time.monotonic())))
+        if wait:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(max(0.1, min(30.0, self.deadline - time.monotonic())))
         self._reader.close()
         stop_process(self.proc)
         self._log.close()

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -163,12 +164,15 @@ def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, An
     module = CLIENTS.get(name) or CEILINGS[name]
     run = ClientRun(module, bench_args, timeout)
     try:
-        return run.wait_for("RESULT")
+        result = run.wait_for("RESULT")
     except BenchError as exc:
         record_error(str(exc))
         return None
-    finally:
-        run.finish()
+    except BaseException:
+        run.finish(wait=False)
+        raise
+    run.finish()
+    return result
 
 
 def bench_recv(
@@ -321,6 +325,9 @@ def storm_one(name: str, plan: Plan) -> dict[str, Any]:
         up_at = time.time()
         result = run.wait_for("RESULT")
         seen = second.get("/control/attempts")
+    except BaseException:
+        run.finish(wait=False)
+        raise
     finally:
         run.finish()
         first.stop()
@@ -843,7 +850,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if data["errors"] else 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so that the finally blocks stop what was started
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         sys.exit(main())
     finally:
