@@ -224,10 +224,6 @@ class GarbageServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
     # -- driving it -------------------------------------------------------------------------------
 
     def push_modes(self, *modes: Mode) -> None:

@@ -135,11 +135,6 @@ _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 _ALL: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
 
-def live_servers() -> list[ServerProcess]:
-    """Every server process currently running."""
-    return [s for s in list(_LIVE) if s.running]
-
-
 def failure_report(since: float) -> list[tuple[str, str]]:
     """(title, output) for a failed test: every server that printed something since ``since``
     (``time.time()``; stopped or killed ones included), and the tail of every running one."""
