@@ -312,7 +312,9 @@ class ServerProcess:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-        self._log(f"--- {self.name} exited with {proc.returncode}")
+        if proc is self._proc:
+            self._proc = None
+            self._log(f"--- {self.name} exited with {proc.returncode}")
         _LIVE.discard(self)
 
     def restart(self, *, kill: bool = False, timeout: float = START_TIMEOUT) -> None:
