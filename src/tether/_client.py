@@ -48,6 +48,7 @@ from .core import (
     ConnectFailed,
     Connection,
     CoreOptions,
+    DisconnectReason,
     EventReceived,
     MessageDropped,
     OpenTransport,
@@ -275,6 +276,7 @@ class RealtimeClient:
         self._dispatch_idle = anyio.Event()
         self._changed = anyio.Event()
         self._final_error: ConnectError | None = None
+        self._last_error: ConnectError | None = None
         self._calls: dict[int, _CallWaiter] = {}
 
     def __repr__(self) -> str:
@@ -341,7 +343,7 @@ class RealtimeClient:
         """Start connecting from ``idle`` or ``closed``; idempotent otherwise. Non-blocking."""
         if self._task_group is None:
             raise RuntimeError("enter the client first: `async with RealtimeClient(...) as rt`")
-        self._final_error = None
+        self._final_error = self._last_error = None
         self._core.open(now=anyio.current_time())
         self._pump()
 
@@ -572,10 +574,18 @@ class RealtimeClient:
                     session.close()
             else:
                 lifecycle = True
-                if kind is ConnectFailed and event.error.refused:
-                    self._final_error = event.error
-                elif kind is ReconnectFailed:
-                    self._final_error = ConnectError("reconnect failed: attempts exhausted")
+                if kind is ConnectFailed:
+                    self._last_error = event.error
+                elif kind is StateChanged and event.current is State.CLOSED:
+                    # Closed by anything but the user (a refusal, a server disconnect,
+                    # exhausted attempts, reconnection disabled): wait_connected() must not
+                    # wait for an open() nobody will call.
+                    if event.reason == DisconnectReason.CLIENT:
+                        self._final_error = None
+                    elif self._last_error is not None and event.reason == self._last_error.message:
+                        self._final_error = self._last_error
+                    else:
+                        self._final_error = ConnectError(event.reason or "closed")
                 dispatch.append(event)
         if dispatch:
             self._dispatch_wake.set()

@@ -35,6 +35,8 @@ from servers.handles import (
     failure_report,
 )
 
+from .support import TRANSPORTS
+
 _TEST_START = pytest.StashKey[float]()
 
 
@@ -64,6 +66,13 @@ def python_server() -> Iterator[PythonServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport_kind(request: pytest.FixtureRequest) -> str:
+    """The client's WebSocket transport: every client test runs over each of them."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture(params=SERVER_KINDS)
