@@ -52,7 +52,7 @@ __all__ = [
 _LAZY = frozenset({"FastWebSocketConnector", "FastWebSocketTransport"})
 
 
-if not TYPE_CHECKING:  # mypy sees the imports above, and no catch-all attribute
+if not TYPE_CHECKING:  # pragma: no branch - mypy sees the imports above, no catch-all
 
     def __getattr__(name: str) -> object:
         if name in _LAZY:

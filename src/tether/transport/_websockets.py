@@ -44,7 +44,7 @@ try:
     from websockets.http11 import Request
     from websockets.protocol import Event, State
     from websockets.uri import WebSocketURI
-except ImportError as exc:  # pragma: no cover - exercised in a test with websockets hidden
+except ImportError as exc:  # the fast extra is not installed
     raise ImportError(
         "FastWebSocketConnector needs the websockets package: pip install 'tether[fast]'",
         name=exc.name,
