@@ -79,7 +79,7 @@ IO_ERRORS: Final[tuple[type[Exception], ...]] = (
 _DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
 _SECURE: Final = {"ws": False, "http": False, "wss": True, "https": True}
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound="StreamTransport")
 
 
 class Endpoint(NamedTuple):

@@ -125,10 +125,10 @@ class FastWebSocketTransport(StreamTransport):
     ``websockets`` client protocol past the opening handshake, made with ``max_size`` set to
     ``max_message_size``, and ``events`` what it decoded right behind the 101 response.
     Incoming messages larger than ``max_message_size`` bytes (counted as frames arrive,
-    across continuation frames) fail the connection with
-    ``"transport error"`` and close code 1009 before they are buffered in full. WebSocket
-    pings are answered; a close frame from the server is answered (RFC 6455 5.5.1) and ends
-    the transport with ``"transport close"``, as does EOF.
+    across continuation frames) fail the connection with ``"transport error"`` and close code
+    1009 before they are buffered in full. WebSocket pings are answered; a close frame from
+    the server is answered (RFC 6455 5.5.1) and ends the transport with ``"transport
+    close"``, as does EOF.
     """
 
     def __init__(
