@@ -551,7 +551,10 @@ class Connection:
         if not self._recovered:
             self._offset = None
             self._server_channels = {}
-            self._profile_sent = False
+        # Even a recovered session gets every join and the profile again: CSR replays only
+        # server→client packets, so a join written just before the drop may never have
+        # arrived (socket.io #5363). Joins and profile updates are idempotent on the hub.
+        self._profile_sent = False
         self._sid = sid
         self._attempt_deadline = None
         attempt = self._attempt
@@ -575,9 +578,8 @@ class Connection:
         for channel in [c for c in server if c not in self._channels]:
             self._send_event("leave", {"channel": channel, "echo": server.pop(channel)})
         for channel, flag in self._channels.items():
-            if server.get(channel) != flag:
-                server[channel] = flag
-                self._send_event("join", {"channel": channel, "echo": flag})
+            server[channel] = flag
+            self._send_event("join", {"channel": channel, "echo": flag})
 
     def _send_profile(self) -> None:
         assert self._profile is not None
@@ -600,9 +602,9 @@ class Connection:
             if type(last) is str:
                 # CSR: the server appended the packet's offset as the last argument (§3.2).
                 self._offset = last
-                self._events.append(EventReceived(data[0], tuple(data[1:-1]), None))
+                self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:-1]), None))
                 return
-        self._events.append(EventReceived(data[0], tuple(data[1:]), packet.id))
+        self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:]), packet.id))
 
     def _refused(self, payload: Any, now: float) -> None:
         # CONNECT_ERROR: Node sends {message, data?}; python-socketio may send a bare string
@@ -777,6 +779,12 @@ class Connection:
             self._calls.pop(call_id, None)
             error = Disconnected(reason) if reason == "not connected" else BufferFull(reason)
             self._events.append(AckFailed(call_id, error))
+
+
+def _event_name(name: str | int | float) -> str:
+    # Node's validator lets an event be named by a number (socketio-protocol.md §2.8);
+    # listeners are keyed by str, so a number is delivered under its JSON spelling.
+    return name if type(name) is str else _json.dumps(name)
 
 
 def _check_event_name(event: object) -> None:
