@@ -802,9 +802,9 @@ def _make_connector(transport: Connector | str) -> Connector:
     if transport == "wsproto":
         return WebSocketConnector()
     if transport == "websockets":
-        from .transport import FastWebSocketConnector  # type: ignore[attr-defined,unused-ignore]
+        from .transport import FastWebSocketConnector
 
-        return FastWebSocketConnector()  # type: ignore[no-any-return]
+        return FastWebSocketConnector()
     if isinstance(transport, str) or not callable(getattr(transport, "connect", None)):
         raise ValueError(
             f"transport must be 'wsproto', 'websockets' or a Connector, got {transport!r}"

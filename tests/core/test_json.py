@@ -209,7 +209,7 @@ def test_loads_parses_text_and_utf8_bytes(any_loads: Callable[[str | bytes], Any
 def test_loads_raises_only_value_error(
     any_loads: Callable[[str | bytes], Any], text: str | bytes
 ) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - the contract is "ValueError, any message"
+    with pytest.raises(ValueError):
         any_loads(text)
 
 

@@ -511,7 +511,7 @@ def test_encode_max_attachments() -> None:
     ],
 )
 def test_encode_rejects_invalid_packets(packet: Packet) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+    with pytest.raises(ValueError):
         encode_packet(packet)
 
 
@@ -673,7 +673,7 @@ def test_fast_path_agrees_with_the_general_decoder() -> None:
 
 
 def _to_python_socketio(packet: Packet) -> Any:
-    from socketio import packet as sio_packet  # noqa: PLC0415 - only these tests need it
+    from socketio import packet as sio_packet
 
     namespace = None if packet.namespace == "/" else packet.namespace
     return sio_packet.Packet(int(packet.type), packet.data, namespace, packet.id)
@@ -690,7 +690,7 @@ def test_python_socketio_encoder_to_our_decoder(packet: Packet) -> None:
 @settings(max_examples=100, deadline=None)
 @given(_packets().filter(lambda packet: "?" not in packet.namespace))
 def test_our_encoder_to_python_socketio_decoder(packet: Packet) -> None:
-    from socketio import packet as sio_packet  # noqa: PLC0415 - only these tests need it
+    from socketio import packet as sio_packet
 
     text, attachments = encode_packet(packet)
     theirs = sio_packet.Packet(encoded_packet=text)
