@@ -89,7 +89,7 @@ class Endpoint(NamedTuple):
     secure: bool
     host: str
     port: int
-    host_header: str  #: RFC 6455 4.1: the host, bracketed if IPv6, with a non-default port
+    host_header: str  #: RFC 6455 4.1: host (ASCII; bracketed if IPv6), non-default port
     target: str  #: path and query, ASCII
     headers: list[tuple[bytes, bytes]]  #: extra headers, checked, Latin-1
 
@@ -431,13 +431,13 @@ def parse_url(url: str) -> tuple[str, str, int, str, str]:
     if explicit_port == 0:
         raise ValueError(f"the URL {redact_url(url)} has an invalid port")
     try:
-        host.encode("idna")  # what getaddrinfo, TLS and the Host header will need
+        ascii_host = host.encode("idna").decode("ascii")  # what the Host header carries
     except UnicodeError:
         raise ValueError(f"the URL {redact_url(url)} has an invalid host name") from None
     port = explicit_port or _DEFAULT_PORTS[scheme]
     # RFC 6455 4.1: Host names the port too unless it is the scheme's default; IPv6 literals
-    # keep their brackets.
-    host_header = f"[{host}]" if ":" in host else host
+    # keep their brackets; an internationalized name is in its ASCII (punycode) form.
+    host_header = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
     if port != _DEFAULT_PORTS[scheme]:
         host_header = f"{host_header}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
