@@ -272,6 +272,7 @@ class RealtimeClient:
         self._timer_wake = anyio.Event()
         self._dispatch: deque[Any] = deque()
         self._dispatch_wake = anyio.Event()
+        self._dispatcher_waiting = False
         self._dispatch_space = anyio.Event()
         self._dispatch_idle = anyio.Event()
         self._changed = anyio.Event()
@@ -533,7 +534,17 @@ class RealtimeClient:
             return 0.0
 
     def _pump(self) -> None:
-        """Drain the core after a call into it. Runs on every message: keep it lean."""
+        """Drain the core after a call into it, and re-arm the timer if needed."""
+        self._drain()
+        deadline = self._core.next_deadline()
+        if deadline is not None and deadline < self._timer_target:
+            self._timer_wake.set()
+
+    def _drain(self) -> bool:
+        """Route the core's output; True when a lifecycle fact may have moved a deadline.
+
+        This runs after every received message: keep it lean.
+        """
         core = self._core
         data = core.data_to_send()
         if data:
@@ -542,13 +553,9 @@ class RealtimeClient:
                 session.outgoing.extend(data)
                 session.wake.set()
         events = core.drain_events()
-        if events:
-            self._handle_events(events)
-        deadline = core.next_deadline()
-        if deadline is not None and deadline < self._timer_target:
-            self._timer_wake.set()
+        return bool(events) and self._handle_events(events)
 
-    def _handle_events(self, events: list[Any]) -> None:
+    def _handle_events(self, events: list[Any]) -> bool:
         dispatch = self._dispatch
         lifecycle = False
         for event in events:
@@ -587,11 +594,13 @@ class RealtimeClient:
                     else:
                         self._final_error = ConnectError(event.reason or "closed")
                 dispatch.append(event)
-        if dispatch:
+        if dispatch and self._dispatcher_waiting:
+            self._dispatcher_waiting = False
             self._dispatch_wake.set()
         if lifecycle:
             self._changed.set()
             self._changed = anyio.Event()
+        return lifecycle
 
     # ------------------------------------------------------------------ tasks
 
@@ -692,15 +701,19 @@ class RealtimeClient:
         core = self._core
         receive = transport.receive
         current_time = anyio.current_time
-        pump = self._pump
+        drain = self._drain
+        dispatch = self._dispatch
         try:
             while True:
                 message = await receive()
                 if session.closing:
                     return
                 core.receive(message, now=current_time())
-                pump()
-                if len(self._dispatch) >= DISPATCH_QUEUE_LIMIT:
+                # Receiving only moves the heartbeat deadline later, so the timer needs a look
+                # only when a lifecycle fact came out (connected, lost, retry scheduled ...).
+                if drain():
+                    self._pump()
+                if len(dispatch) >= DISPATCH_QUEUE_LIMIT:
                     # Backpressure: stop reading until the listeners catch up.
                     self._dispatch_space = anyio.Event()
                     await self._dispatch_space.wait()
@@ -728,6 +741,7 @@ class RealtimeClient:
                 self._dispatch_idle = anyio.Event()
                 self._dispatch_space.set()
                 self._dispatch_wake = anyio.Event()
+                self._dispatcher_waiting = True
                 await self._dispatch_wake.wait()
                 continue
             event = dispatch.popleft()
@@ -757,20 +771,31 @@ class RealtimeClient:
             await _call_listener(fn, args, name)
 
     async def _deliver_event(self, event: EventReceived) -> None:
+        # The per-event path of the dispatcher: sync listeners are called inline (no
+        # coroutine per call), and the optional features cost nothing when unused.
         name = event.name
         args = event.args
-        for fn in self._listeners.any_listeners():
-            await _call_listener(fn, (name, *args), name)
-        if name.startswith("user:"):
+        registry = self._listeners
+        if registry.has_any:
+            for fn in registry.any_listeners():
+                await _call_listener(fn, (name, *args), name)
+        if self._user_event_listeners and name.startswith("user:"):
             for fn in list(self._user_event_listeners):
                 await _call_listener(fn, (name, args[0] if args else None), name)
         reply: Any = None
-        for fn in self._listeners.take(name):
-            value = await _call_listener(fn, args, name)
+        for fn in registry.take(name):
+            try:
+                value = fn(*args)
+                if value is not None and inspect.isawaitable(value):
+                    value = await value
+            except Exception:
+                logger.exception("tether: listener %r for %r raised", fn, name)
+                value = None
             if reply is None:
                 reply = value
-        for stream in list(self._streams):
-            stream._push(name, args)
+        if self._streams:
+            for stream in list(self._streams):
+                stream._push(name, args)
         if event.ack_id is not None:
             # The server asked for an ack: answer with the first listener's return value
             # (a tuple spreads into several ack arguments, like python-socketio).

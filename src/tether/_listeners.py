@@ -13,6 +13,8 @@ __all__ = ["Listener", "ListenerRegistry"]
 
 Listener = Callable[..., Any]
 
+_EMPTY: list[Listener] = []
+
 
 class _Once:
     """Wraps a listener registered with ``once`` so ``off(event, fn)`` still finds it."""
@@ -28,20 +30,31 @@ class _Once:
 
 
 class ListenerRegistry:
-    """Listeners by event name, plus catch-all listeners, each list in registration order."""
+    """Listeners by event name, plus catch-all listeners, each list in registration order.
 
-    __slots__ = ("_any", "_by_event")
+    The lists are copy-on-write: every change builds a new list, so :meth:`take` can hand
+    out the current one without copying it, per event, on the receive path.
+    """
+
+    __slots__ = ("_any", "_by_event", "_with_once")
 
     def __init__(self) -> None:
         self._by_event: dict[str, list[Listener]] = {}
         self._any: list[Listener] = []
+        self._with_once: set[str] = set()
+
+    @property
+    def has_any(self) -> bool:
+        return bool(self._any)
 
     def add(self, event: str, fn: Listener, *, once: bool = False) -> None:
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {type(fn).__name__}")
         if not isinstance(event, str) or not event:
             raise ValueError("event name must be a non-empty str")
-        self._by_event.setdefault(event, []).append(_Once(fn) if once else fn)
+        self._by_event[event] = [*self._by_event.get(event, ()), _Once(fn) if once else fn]
+        if once:
+            self._with_once.add(event)
 
     def remove(self, event: str | None = None, fn: Listener | None = None) -> None:
         """``off()``: all listeners; ``off(event)``: that event's; ``off(event, fn)``: one."""
@@ -70,11 +83,11 @@ class ListenerRegistry:
     def add_any(self, fn: Listener) -> None:
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {type(fn).__name__}")
-        self._any.append(fn)
+        self._any = [*self._any, fn]
 
     def remove_any(self, fn: Listener | None = None) -> None:
         if fn is None:
-            self._any.clear()
+            self._any = []
         else:
             self._any = [x for x in self._any if x is not fn]
 
@@ -83,17 +96,22 @@ class ListenerRegistry:
         return [x.fn if isinstance(x, _Once) else x for x in self._by_event.get(event, ())]
 
     def any_listeners(self) -> list[Listener]:
-        return list(self._any)
+        """The catch-all listeners (copy-on-write: don't modify the list)."""
+        return self._any
 
     def take(self, event: str) -> list[Listener]:
-        """The callables to run for one occurrence of ``event``; ``once`` ones are removed."""
+        """The callables to run for one occurrence of ``event``; ``once`` ones are removed.
+
+        The returned list must not be modified (it may be the registry's own).
+        """
         current = self._by_event.get(event)
         if not current:
-            return []
-        if any(isinstance(x, _Once) for x in current):
+            return _EMPTY
+        if event in self._with_once:
+            self._with_once.discard(event)
             remaining = [x for x in current if not isinstance(x, _Once)]
             if remaining:
                 self._by_event[event] = remaining
             else:
                 del self._by_event[event]
-        return list(current)
+        return current
