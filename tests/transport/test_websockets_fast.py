@@ -451,6 +451,28 @@ async def test_pings_during_a_fragmented_message_are_answered_in_order(
     assert received == [(PONG, b"first"), (PONG, b"second"), (TEXT, b"then this")]
 
 
+@pytest.mark.parametrize("connector_class", [WebSocketConnector, FastWebSocketConnector])
+async def test_a_batch_that_cannot_be_encoded_sends_nothing(
+    raw_server: Callable[..., RawServer],
+    connector_class: type[WebSocketConnector] | type[FastWebSocketConnector],
+) -> None:
+    received: list[tuple[int, bytes]] = []
+
+    def script(conn: socket.socket) -> None:
+        received.append(read_frame(conn))
+        wait_for_eof(conn)
+
+    server = raw_server(script)
+    with anyio.fail_after(TIMEOUT):
+        transport = await connector_class().connect(server.url())
+        with pytest.raises(UnicodeEncodeError):
+            await transport.send_many(["not this", "\ud800"])  # a lone surrogate
+        await transport.send("only this")
+        await transport.aclose()
+        await server.finish()
+    assert received == [(TEXT, b"only this")]
+
+
 # --- throughput ----------------------------------------------------------------------------
 
 

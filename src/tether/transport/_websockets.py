@@ -154,11 +154,17 @@ class FastWebSocketTransport(StreamTransport):
         protocol = self._protocol
         send_text = protocol.send_text
         send_binary = protocol.send_binary
-        for message in messages:
-            if isinstance(message, str):
-                send_text(message.encode())
-            else:
-                send_binary(message)
+        try:
+            for message in messages:
+                if isinstance(message, str):
+                    send_text(message.encode())
+                else:
+                    send_binary(message)
+        except BaseException:
+            # A message that cannot be encoded (a lone surrogate...): none of the batch goes,
+            # rather than the frames before it riding along with the next write.
+            protocol.data_to_send()
+            raise
         return protocol.data_to_send()
 
     def _feed(self, data: bytes | None) -> None:
