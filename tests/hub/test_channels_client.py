@@ -22,7 +22,7 @@ from .test_hub_redis import start_node
 
 pytestmark = pytest.mark.anyio
 
-FAST = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
+FAST: dict[str, Any] = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

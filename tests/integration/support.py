@@ -12,7 +12,7 @@ import tether
 from servers.handles import SocketIOServer
 
 #: The WebSocket transports every integration test runs over.
-TRANSPORTS = ("wsproto",)
+TRANSPORTS = ("wsproto", "websockets")
 
 
 class Recorder:
