@@ -289,7 +289,7 @@ def test_malformed_input_while_connected_is_a_parse_error_and_a_reconnect(
     assert step.of(SocketDisconnected) == [SocketDisconnected("parse error")]
     assert step.of(CloseTransport) == [CloseTransport(h.token or 0)]
     assert step.of(StateChanged) == [
-        StateChanged(State.CONNECTED, State.RECONNECTING, "parse error", 1, 1.0)
+        StateChanged(State.CONNECTED, State.RECONNECTING, "parse error", 1, 0.5)
     ]
 
 

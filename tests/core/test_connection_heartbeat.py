@@ -63,7 +63,7 @@ def test_the_heartbeat_starts_at_the_handshake() -> None:
     # A dead server during the attempt fails the attempt with "ping timeout".
     step = h.tick(2.0)
     assert step.events[-1] == StateChanged(
-        State.CONNECTING, State.RECONNECTING, "ping timeout", 1, 1.0
+        State.CONNECTING, State.RECONNECTING, "ping timeout", 1, 0.5
     )
 
 

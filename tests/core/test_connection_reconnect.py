@@ -50,13 +50,13 @@ def test_a_lost_connection_is_retried_with_backoff(how: str) -> None:
     lose(h)
     events = h.events[before:]
     assert SocketDisconnected(reason) in events
-    assert events[-1] == StateChanged(State.CONNECTED, State.RECONNECTING, reason, 1, 0.75)
+    assert events[-1] == StateChanged(State.CONNECTED, State.RECONNECTING, reason, 1, 1.0)
     assert h.state is State.RECONNECTING
     assert h.conn.sid is None and not h.conn.is_connected
     assert not any(type(e) is ConnectFailed for e in events)  # a lost session is not an error
     # Nothing happens before the delay is over; then attempt 1 starts.
-    assert h.conn.next_deadline() == pytest.approx(h.now + 0.75)
-    assert h.tick(0.7).events == []
+    assert h.conn.next_deadline() == pytest.approx(h.now + 1.0)
+    assert h.tick(0.95).events == []
     step = h.tick(0.05)
     assert step.events == [ReconnectAttemptStarted(1), OpenTransport(h.token or 0, 1)]
     step = h.connect("s2")
@@ -94,7 +94,7 @@ def test_a_failed_first_attempt_is_retried_and_reported_as_an_error(how: str) ->
     assert len(failed) == 1
     assert failed[0].error.message == message
     assert failed[0].error.data is None and not failed[0].error.refused
-    assert events[-1] == StateChanged(State.CONNECTING, State.RECONNECTING, message, 1, 1.0)
+    assert events[-1] == StateChanged(State.CONNECTING, State.RECONNECTING, message, 1, 0.5)
     assert not any(type(e) is SocketDisconnected for e in events)  # never connected
     h.connect()
     assert h.last(Reconnected) == Reconnected(1)
@@ -104,8 +104,8 @@ def test_a_failed_retry_stays_reconnecting_with_a_longer_delay() -> None:
     h = Harness(draw=0.0)
     h.open()
     h.failed()
-    # With draw 0 the delay is the ceiling: 1, 2, 4, then capped at 5.
-    for attempt, next_delay in [(1, 2.0), (2, 4.0), (3, 5.0), (4, 5.0), (5, 5.0)]:
+    # With draw 0 the delay is the window's low end: 0.5, 1, 2, then capped at 2.5.
+    for attempt, next_delay in [(1, 1.0), (2, 2.0), (3, 2.5), (4, 2.5), (5, 2.5)]:
         step = h.until_deadline()
         assert step.events == [
             ReconnectAttemptStarted(attempt),
@@ -331,7 +331,7 @@ def test_attempt_numbers_reset_after_a_successful_connect() -> None:
     assert step.of(ReconnectAttemptStarted) == [ReconnectAttemptStarted(1)]
     # The backoff starts over too.
     assert h.last(StateChanged) == StateChanged(
-        State.CONNECTED, State.RECONNECTING, "transport close", 1, 1.0
+        State.CONNECTED, State.RECONNECTING, "transport close", 1, 0.5
     )
 
 
@@ -347,7 +347,7 @@ def test_attempt_numbers_reset_on_close_and_open() -> None:
     h.open()
     h.failed()
     assert h.last(StateChanged) == StateChanged(
-        State.CONNECTING, State.RECONNECTING, "connection refused", 1, 1.0
+        State.CONNECTING, State.RECONNECTING, "connection refused", 1, 0.5
     )
 
 
