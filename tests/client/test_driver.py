@@ -301,3 +301,65 @@ async def test_bad_options_raise_at_construction() -> None:
         rt.emit("disconnect")
     with pytest.raises(TypeError):
         rt.emit("x", object())
+
+
+async def test_once_off_listeners_and_off_any() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    got: list[object] = []
+
+    def every(x: int) -> None:
+        got.append(("every", x))
+
+    def first(x: int) -> None:
+        got.append(("once", x))
+
+    def catch_all(name: str, *args: object) -> None:
+        got.append(("any", name))
+
+    async with client(connector) as rt:
+        assert rt.on("n", every) is every
+        rt.once("n", first)
+        rt.on_any(catch_all)
+        assert rt.listeners("n") == [every, first]
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await peer.send('42["n",1]')
+        await wait_until(lambda: ("every", 1) in got)
+        assert rt.listeners("n") == [every]  # the once-listener is gone
+        rt.off_any(catch_all)
+        rt.off("n", every)
+        assert rt.listeners("n") == []
+        rt.on("n", every)
+        rt.off("n")
+        rt.on("n", every)
+        await peer.send('42["n",2]')
+        await wait_until(lambda: ("every", 2) in got)
+    assert got == [("any", "n"), ("every", 1), ("once", 1), ("every", 2)]
+
+
+async def test_leaving_async_with_leaves_no_task_and_no_open_transport() -> None:
+    import sniffio
+
+    def task_count() -> int:
+        if sniffio.current_async_library() == "asyncio":
+            import asyncio
+
+            return len(asyncio.all_tasks())
+        import trio
+
+        # The client's task group is a nursery of this task while it is entered.
+        return len(trio.lowlevel.current_task().child_nurseries)
+
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    before = task_count()
+    async with client(connector) as rt:
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        assert task_count() > before
+    assert task_count() == before
+    assert rt.state is tether.State.CLOSED
+    assert await peer.receive() == "41"  # the client said goodbye to the namespace ...
+    with anyio.fail_after(2), pytest.raises(tether.transport.TransportError):
+        await peer.receive()  # ... and closed the connection
