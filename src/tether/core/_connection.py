@@ -123,7 +123,6 @@ class Connection:
         self._events: list[Event] = []
         self._decoder = PacketDecoder()
         self._nsp = self.options.namespace
-        # Every Socket.IO text frame we send starts with the Engine.IO MESSAGE digit.
         self._phase = _Phase.NONE
         self._token = 0
         self._auth: dict[str, Any] | None = None
@@ -151,7 +150,6 @@ class Connection:
         self._channels: dict[str, bool] = {}
         self._server_channels: dict[str, bool] = {}
         self._profile: tuple[Any, bool] | None = None
-        self._profile_sent = False
 
     # ------------------------------------------------------------------ introspection
 
@@ -352,7 +350,6 @@ class Connection:
             self.emit("update", payload, now=now)
             return
         self._profile = (data, flag)
-        self._profile_sent = False
         if self._connected(now):
             self._send_profile()
 
@@ -554,7 +551,6 @@ class Connection:
         # Even a recovered session gets every join and the profile again: CSR replays only
         # server→client packets, so a join written just before the drop may never have
         # arrived (socket.io #5363). Joins and profile updates are idempotent on the hub.
-        self._profile_sent = False
         self._sid = sid
         self._attempt_deadline = None
         attempt = self._attempt
@@ -566,7 +562,7 @@ class Connection:
         # Contract 2.5, after each (re)connect: CONNECT (done) → re-join channels with their
         # own echo flags → restore the last profile → flush the buffer → new emits.
         self._restore_channels()
-        if self._profile is not None and not self._profile_sent:
+        if self._profile is not None:
             self._send_profile()
         self._flush_buffer()
         held, self._held = self._held, []
@@ -584,7 +580,6 @@ class Connection:
     def _send_profile(self) -> None:
         assert self._profile is not None
         data, flag = self._profile
-        self._profile_sent = True
         self._send_event("update", {"data": data, "echo": flag})
 
     def _flush_buffer(self) -> None:
