@@ -89,6 +89,11 @@ _LIFECYCLE_EVENTS: Final = {
     MessageDropped: "buffer_overflow",
 }
 
+#: The backoff jitter source of every client: no state to copy per client (a Mersenne Twister
+#: is 2.5 KB), nothing a ``random.seed()`` in user code could synchronise, and safe across
+#: fork (each draw reads the OS).
+_JITTER: Final = random.SystemRandom().random
+
 AuthSource = Mapping[str, Any] | Callable[[], Any] | None
 StrMapSource = Mapping[str, str] | Callable[[], Any] | None
 
@@ -259,23 +264,25 @@ class RealtimeClient:
                 echo_messages=echo_messages,
                 auto_join_channels=auto_join_channels,
             ),
-            random=random.Random().random,
+            random=_JITTER,
         )
         self._listeners = ListenerRegistry()
         self._user_event_listeners: list[Listener] = []
-        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._session: _Session | None = None
         self._sessions_running = 0
-        self._sessions_done = anyio.Event()
+        # Events that someone waits on only now and then are made by the waiter and dropped
+        # when set (a pulse): an idle client holds none of them (about 0.9 KB each).
+        self._sessions_done: anyio.Event | None = None
         self._timer_target = math.inf
         self._timer_wake = anyio.Event()
         self._dispatch: deque[Any] = deque()
         self._dispatch_wake = anyio.Event()
         self._dispatcher_waiting = False
-        self._dispatch_space = anyio.Event()
-        self._dispatch_idle = anyio.Event()
-        self._changed = anyio.Event()
+        self._dispatch_space: anyio.Event | None = None
+        self._dispatch_idle: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
         self._final_error: ConnectError | None = None
         self._last_error: ConnectError | None = None
         self._calls: dict[int, _CallWaiter] = {}
@@ -357,10 +364,10 @@ class RealtimeClient:
         """Close and wait until the transport is gone and the last events were delivered."""
         self.close()
         if self._sessions_running:
-            await self._sessions_done.wait()
+            await _wait_pulse(self, "_sessions_done")
         with anyio.move_on_after(CLOSE_DRAIN_TIMEOUT):
             while self._dispatch:
-                await self._dispatch_idle.wait()
+                await _wait_pulse(self, "_dispatch_idle")
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Return once connected; raise :class:`ConnectError` when the server refuses or the
@@ -371,7 +378,7 @@ class RealtimeClient:
                     return
                 if self._final_error is not None and self._core.state is State.CLOSED:
                     raise self._final_error
-                await self._changed.wait()
+                await _wait_pulse(self, "_changed")
 
     # ------------------------------------------------------------------ listeners
 
@@ -455,6 +462,8 @@ class RealtimeClient:
         bounded queue and :class:`EventsOverflow`.
         """
         stream = EventStream(frozenset(names), max_queued)
+        if self._streams is None:
+            self._streams = weakref.WeakSet()
         self._streams.add(stream)
         return stream
 
@@ -597,9 +606,9 @@ class RealtimeClient:
         if dispatch and self._dispatcher_waiting:
             self._dispatcher_waiting = False
             self._dispatch_wake.set()
-        if lifecycle:
+        if lifecycle and self._changed is not None:
             self._changed.set()
-            self._changed = anyio.Event()
+            self._changed = None
         return lifecycle
 
     # ------------------------------------------------------------------ tasks
@@ -638,9 +647,9 @@ class RealtimeClient:
             if self._session is session:
                 self._session = None
             self._sessions_running -= 1
-            if not self._sessions_running:
+            if not self._sessions_running and self._sessions_done is not None:
                 self._sessions_done.set()
-                self._sessions_done = anyio.Event()
+                self._sessions_done = None
 
     async def _connect_and_serve(self, session: _Session) -> None:
         core = self._core
@@ -715,8 +724,7 @@ class RealtimeClient:
                     self._pump()
                 if len(dispatch) >= DISPATCH_QUEUE_LIMIT:
                     # Backpressure: stop reading until the listeners catch up.
-                    self._dispatch_space = anyio.Event()
-                    await self._dispatch_space.wait()
+                    await _wait_pulse(self, "_dispatch_space")
         except TransportError as exc:
             self._transport_lost(session, exc.reason)
         except Exception:  # a bug in tether: never let it escape into the user's task group
@@ -737,16 +745,20 @@ class RealtimeClient:
         dispatch = self._dispatch
         while True:
             if not dispatch:
-                self._dispatch_idle.set()
-                self._dispatch_idle = anyio.Event()
-                self._dispatch_space.set()
+                if self._dispatch_idle is not None:
+                    self._dispatch_idle.set()
+                    self._dispatch_idle = None
+                if self._dispatch_space is not None:
+                    self._dispatch_space.set()
+                    self._dispatch_space = None
                 self._dispatch_wake = anyio.Event()
                 self._dispatcher_waiting = True
                 await self._dispatch_wake.wait()
                 continue
             event = dispatch.popleft()
-            if len(dispatch) < DISPATCH_QUEUE_LIMIT // 2:
+            if self._dispatch_space is not None and len(dispatch) < DISPATCH_QUEUE_LIMIT // 2:
                 self._dispatch_space.set()
+                self._dispatch_space = None
             if type(event) is EventReceived:
                 await self._deliver_event(event)
             else:
@@ -808,6 +820,18 @@ class RealtimeClient:
                 )
                 self._core.ack(event.ack_id)
             self._pump()
+
+
+async def _wait_pulse(owner: Any, name: str) -> None:
+    """Wait for the next ``set()`` of the lazily made event ``owner.<name>``.
+
+    The setter sets it and stores ``None``; the next waiter makes a fresh one.
+    """
+    event = getattr(owner, name)
+    if event is None:
+        event = anyio.Event()
+        setattr(owner, name, event)
+    await event.wait()
 
 
 async def _call_listener(fn: Listener, args: tuple[Any, ...], name: str) -> Any:

@@ -25,7 +25,7 @@ from typing import cast
 
 import anyio.abc
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -102,7 +102,7 @@ class WebSocketTransport(StreamTransport):
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
-        ws: WSConnection,
+        ws: WSConnection | Connection,
         *,
         max_message_size: int,
         where: str,
@@ -110,7 +110,11 @@ class WebSocketTransport(StreamTransport):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         super().__init__(stream, where=where, read_size=read_size, close_timeout=close_timeout)
-        self._ws = ws
+        # Only wsproto's framing layer: once the upgrade is done, the handshake and its h11
+        # connection (about 4 KB per connection) are of no use, and every call skips a layer.
+        self._ws: WSConnection | Connection = (
+            ws.connection if isinstance(ws, WSConnection) and ws.connection is not None else ws
+        )
         self._max = max_message_size
         # A str of n characters is at most 4n bytes of UTF-8, so text no longer than a quarter
         # of the limit needs no byte count at all.
