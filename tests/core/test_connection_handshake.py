@@ -181,6 +181,19 @@ def test_a_server_that_sends_endless_events_before_connecting_is_broken() -> Non
     assert h.state is State.RECONNECTING
 
 
+def test_held_events_are_bounded_in_bytes_too() -> None:
+    """Held events count against max_buffered_bytes: a few huge ones are a parse error."""
+    h = Harness.with_options(max_buffered_bytes=10_000)
+    h.open()
+    h.handshake()
+    assert h.receive(event("big", "x" * 6_000)).events == []
+    step = h.receive(event("big", "y" * 6_000))
+    assert step.of(ConnectFailed)[0].error.message == DisconnectReason.PARSE_ERROR
+    h.until_deadline()
+    h.connect()
+    assert h.received() == []  # the held events died with the attempt
+
+
 def test_every_ping_gets_a_pong_with_its_data() -> None:
     h = Harness()
     h.open()

@@ -88,7 +88,8 @@ class DisconnectReason:
 
 #: Events the server may send before its CONNECT reply (connection state recovery replays
 #: missed packets first, socketio-protocol.md §3.6) are held until the reply. A server that
-#: sends more than this before replying is treated as broken ("parse error").
+#: sends more than this many, or more bytes than the offline buffer may hold
+#: (``max_buffered_bytes``), before replying is treated as broken ("parse error").
 MAX_HELD_EVENTS: Final = 100_000
 
 #: The pingInterval (ms) assumed when a server announces 0. python-engineio advertises
@@ -139,6 +140,7 @@ class Connection:
         self._pid: str | None = None
         self._offset: str | None = None
         self._held: list[Packet] = []
+        self._held_bytes = 0
         # Acks we wait for, by id (ids count up from 0 for the client's lifetime: unique per
         # namespace, as Socket.IO v5 requires, and never reused within a session).
         self._next_call_id = 0
@@ -485,6 +487,7 @@ class Connection:
         self._heartbeat_window = None
         self._decoder.reset()
         self._held.clear()
+        self._held_bytes = 0
         self._events.append(CloseTransport(self._token))
 
     def _on_handshake(self, payload: str, phase: _Phase) -> None:
@@ -513,7 +516,7 @@ class Connection:
         if kind is PacketType.EVENT or kind is PacketType.BINARY_EVENT:
             if connected:
                 self._deliver(packet)
-            elif len(self._held) < MAX_HELD_EVENTS:
+            elif len(self._held) < MAX_HELD_EVENTS and self._hold_fits(packet):
                 # Socket.IO v5 §2.4 / pitfall 10: events may precede the CONNECT reply.
                 self._held.append(packet)
             else:
@@ -542,6 +545,12 @@ class Connection:
             # python-socketio's always_connect mode may refuse with DISCONNECT + payload.
             self._refused(packet.data, now)
 
+    def _hold_fits(self, packet: Packet) -> bool:
+        # Only before the CONNECT reply, so measuring by re-encoding costs the hot path nothing.
+        text, attachments = _json.dumps_with_binary(packet.data)
+        self._held_bytes += len(text) + sum(len(a) for a in attachments)
+        return self._held_bytes <= self.options.max_buffered_bytes
+
     def _on_connected(self, sid: str, pid: str | None, now: float) -> None:
         self._recovered = pid is not None and pid == self._pid and self._offset is not None
         self._pid = pid
@@ -566,6 +575,7 @@ class Connection:
             self._send_profile()
         self._flush_buffer()
         held, self._held = self._held, []
+        self._held_bytes = 0
         for packet in held:
             self._deliver(packet)
 
@@ -645,6 +655,7 @@ class Connection:
             self._close_transport()
         self._heartbeat_window = None
         self._held.clear()
+        self._held_bytes = 0
         if self._lifecycle.state is State.CONNECTED:
             self._lose_session(reason)
             if not self.options.reconnection:
