@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -274,10 +274,18 @@ class Harness:
             self.attempting = False
         return step
 
-    def closed(self, reason: str = "transport close", *, token: int | None = None) -> Step:
+    def closed(
+        self,
+        reason: str = "transport close",
+        *,
+        token: int | None = None,
+        unsent: Sequence[str | bytes] = (),
+    ) -> Step:
         tok = self.token if token is None else token
         assert tok is not None
-        step = self.run(lambda: self.conn.transport_closed(tok, reason, now=self.now))
+        step = self.run(
+            lambda: self.conn.transport_closed(tok, reason, now=self.now, unsent=unsent)
+        )
         if tok == self.token and step.events:  # the core took it: the attempt is over
             self.attempting = False
         return step

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -96,6 +96,10 @@ MAX_HELD_EVENTS: Final = 100_000
 #: ``int(seconds) * 1000``, so a sub-second interval is announced as 0 (socketio-protocol.md
 #: §1.3, pitfall 2); the real interval is then below one second, so one second is safe.
 ZERO_PING_INTERVAL_MS: Final = 1000
+
+
+#: The hub's channel-state events: restored by every connect, so never re-sent from a queue.
+_CHANNEL_STATE_EVENTS: Final = frozenset({"join", "leave", "update"})
 
 
 class _Phase(enum.Enum):
@@ -381,12 +385,24 @@ class Connection:
         self._phase = _Phase.NONE
         self._attempt_failed(ConnectError(message), now)
 
-    def transport_closed(self, token: int, reason: str, *, now: float) -> None:
-        """The open transport for ``token`` closed (``"transport close"``/``"transport error"``)."""
+    def transport_closed(
+        self, token: int, reason: str, *, now: float, unsent: Sequence[str | bytes] = ()
+    ) -> None:
+        """The open transport for ``token`` closed (``"transport close"``/``"transport error"``).
+
+        ``unsent`` are messages the driver took from :meth:`data_to_send` but never handed to
+        the transport before it died. The user's events and calls among them go back into the
+        offline buffer, in order, and leave again after the reconnect (contract 2.5, nothing
+        lost; the calls keep waiting instead of failing with ``Disconnected``). The rest
+        belonged to the dead session and is dropped: pongs, acks, CONNECT/DISCONNECT, and the
+        channel state (``join``/``leave``/``update``), which every connect restores anyway.
+        """
         if token != self._token or self._phase in (_Phase.NONE, _Phase.OPENING):
             return
         self._phase = _Phase.NONE
         self._decoder.reset()
+        if unsent and self._lifecycle.state is State.CONNECTED:
+            self._requeue(unsent)
         self._connection_broken(reason, now, transport_gone=True)
 
     def receive(self, message: str | bytes, *, now: float) -> None:
@@ -777,6 +793,46 @@ class Connection:
         if call_id is not None:
             self._calls[call_id] = _PendingCall(key)
         return True
+
+    def _requeue(self, frames: Sequence[str | bytes]) -> None:
+        """Put the user's messages among never-written ``frames`` back into the buffer."""
+        decoder = PacketDecoder()
+        group: list[str | bytes] = []
+        for frame in frames:
+            try:
+                if isinstance(frame, str):
+                    # "4" + a Socket.IO packet we encoded; anything else (a pong) is dropped.
+                    group = [frame] if frame[:1] == "4" else []
+                    packet = decoder.feed_text(frame[1:]) if group else None
+                elif group:  # an attachment of the binary packet in ``group``
+                    group.append(frame)
+                    packet = decoder.feed_binary(frame)
+                else:
+                    continue
+            except DecodeError:  # pragma: no cover - we encoded these frames ourselves
+                decoder.reset()
+                group = []
+                continue
+            if packet is None or packet.type is not PacketType.EVENT:
+                continue  # waiting for attachments, or an ACK/CONNECT/DISCONNECT
+            message, group = tuple(group), []
+            name = packet.data[0]
+            call_id = packet.id
+            if self.options.auto_join_channels and name in _CHANNEL_STATE_EVENTS:
+                continue
+            if call_id is not None and call_id not in self._calls:
+                continue  # already resolved (it timed out meanwhile)
+            size = sum(len(part) for part in message)
+            if not self.options.buffer_messages or not self._buffer.fits(size):
+                self._report_drop(
+                    name,
+                    call_id,
+                    "buffer full" if self.options.buffer_messages else "not connected",
+                )
+                continue
+            key = self._buffer.push(BufferedMessage(message, size, name, call_id))
+            if call_id is not None:
+                self._calls[call_id].buffer_key = key
 
     def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
         self._events.append(MessageDropped(event, call_id, reason))
