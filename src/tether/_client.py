@@ -487,12 +487,7 @@ class RealtimeClient:
         self._calls[call_id] = waiter
         try:
             session = self._session
-            if (
-                session is None
-                or session.writing
-                or session.closing
-                or session.transport is None
-            ):
+            if session is None or session.writing or session.closing or session.transport is None:
                 self._pump()
             else:
                 # Write the call from this task instead of starting a writer: no task and no
