@@ -234,7 +234,9 @@ class RealtimeClient:
     ) -> None:
         # Validate everything here, at the caller's line (contract 2.1).
         static_query = query if isinstance(query, Mapping) else None
-        build_websocket_url(url, path=path, query=_as_str_map(static_query, "query"))
+        ws_url = build_websocket_url(url, path=path, query=_as_str_map(static_query, "query"))
+        # Without a query callable the URL is the same for every attempt: build it once.
+        self._ws_url = None if callable(query) else ws_url
         self._url = url
         self._path = path
         self._auth = _check_source(auth, "auth")
@@ -374,13 +376,21 @@ class RealtimeClient:
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Return once connected; raise :class:`ConnectError` when the server refuses or the
         reconnect attempts are exhausted, ``TimeoutError`` after ``timeout`` seconds."""
+        if self._core.is_connected:
+            return  # no cancel scope to make
+        if timeout is None:
+            await self._wait_connected()
+            return
         with anyio.fail_after(timeout):
-            while True:
-                if self._core.is_connected:
-                    return
-                if self._final_error is not None and self._core.state is State.CLOSED:
-                    raise self._final_error
-                await _wait_pulse(self, "_changed")
+            await self._wait_connected()
+
+    async def _wait_connected(self) -> None:
+        while True:
+            if self._core.is_connected:
+                return
+            if self._final_error is not None and self._core.state is State.CLOSED:
+                raise self._final_error
+            await _wait_pulse(self, "_changed")
 
     # ------------------------------------------------------------------ listeners
 
@@ -683,7 +693,7 @@ class RealtimeClient:
             query = _as_str_map(await _resolve(self._query, "query"), "query")
             if auth is not None and not isinstance(auth, Mapping):
                 raise TypeError(f"auth must be a dict, got {type(auth).__name__}")
-            url = build_websocket_url(self._url, path=self._path, query=query)
+            url = self._ws_url or build_websocket_url(self._url, path=self._path, query=query)
         except Exception as exc:
             # A failing or ill-typed auth/headers/query callable: report it as this attempt's
             # error, without its text (it may quote a secret).
@@ -735,7 +745,9 @@ class RealtimeClient:
         core = self._core
         receive = transport.receive
         current_time = anyio.current_time
-        drain = self._drain
+        data_to_send = core.data_to_send
+        drain_events = core.drain_events
+        handle_events = self._handle_events
         dispatch = self._dispatch
         try:
             while True:
@@ -743,10 +755,21 @@ class RealtimeClient:
                 if session.closing:
                     return
                 core.receive(message, now=current_time())
+                # _drain(), inlined: what receiving produced (a pong, the namespace CONNECT,
+                # the flush after a connect ...) is written by this task, not a writer task.
+                write = False
+                data = data_to_send()
+                if data and not session.closing:
+                    session.outgoing.extend(data)
+                    if not session.writing:
+                        write = session.writing = True  # a close now waits for this write
+                events = drain_events()
                 # Receiving only moves the heartbeat deadline later, so the timer needs a look
                 # only when a lifecycle fact came out (connected, lost, retry scheduled ...).
-                if drain():
+                if events and handle_events(events):
                     self._pump()
+                if write:
+                    await self._write_loop(session)
                 if len(dispatch) >= DISPATCH_QUEUE_LIMIT:
                     # Backpressure: stop reading until the listeners catch up.
                     await _wait_pulse(self, "_dispatch_space")
