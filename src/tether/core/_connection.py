@@ -70,7 +70,14 @@ from ._events import (
 )
 from ._lifecycle import Lifecycle, State, Trigger
 from ._options import CoreOptions, OverflowPolicy
-from ._socketio import RESERVED_EVENTS, Packet, PacketDecoder, PacketType, encode_packet
+from ._socketio import (
+    RESERVED_EVENTS,
+    Packet,
+    PacketDecoder,
+    PacketType,
+    _is_event_payload,
+    encode_packet,
+)
 
 __all__ = ["Connection", "DisconnectReason"]
 
@@ -102,6 +109,9 @@ ZERO_PING_INTERVAL_MS: Final = 1000
 _CHANNEL_STATE_EVENTS: Final = frozenset({"join", "leave", "update"})
 
 
+_CONNECTED: Final = State.CONNECTED
+
+
 class _Phase(enum.Enum):
     """Where the current attempt's transport is. Not a lifecycle state."""
 
@@ -109,6 +119,9 @@ class _Phase(enum.Enum):
     OPENING = "opening"  # OpenTransport issued, waiting for transport_opened/failed
     OPEN = "open"  # transport open, waiting for the Engine.IO OPEN packet
     ENGINE_OPEN = "engine_open"  # handshake done, namespace CONNECT sent (or connected)
+
+
+_ENGINE_OPEN: Final = _Phase.ENGINE_OPEN
 
 
 @dataclass(slots=True)
@@ -128,6 +141,8 @@ class Connection:
         self._events: list[Event] = []
         self._decoder = PacketDecoder()
         self._nsp = self.options.namespace
+        # receive()'s fast path handles plain events on "/" only.
+        self._fast_events = self._nsp == "/"
         self._phase = _Phase.NONE
         self._token = 0
         self._auth: dict[str, Any] | None = None
@@ -411,6 +426,24 @@ class Connection:
         if phase is _Phase.NONE or phase is _Phase.OPENING:
             raise LocalProtocolError("receive() without an open transport")
         self._last_received = now
+        if (
+            type(message) is str
+            and message[:3] == "42["
+            and phase is _ENGINE_OPEN
+            and self._fast_events
+            and self._lifecycle.state is _CONNECTED
+            and self._decoder._pending is None  # no binary packet half-received
+        ):
+            # The fast path for what a busy connection receives most: an EVENT on "/" without
+            # an ack id, while connected. One slice, one JSON parse, no Packet. Anything it
+            # does not accept falls through to the general path, which reports the error.
+            try:
+                data = _json.loads(message[2:])
+            except ValueError:
+                data = None
+            if _is_event_payload(data):
+                self._deliver(data, None)
+                return
         try:
             if type(message) is str:
                 kind = message[:1]
@@ -531,7 +564,7 @@ class Connection:
         connected = self._lifecycle.state is State.CONNECTED
         if kind is PacketType.EVENT or kind is PacketType.BINARY_EVENT:
             if connected:
-                self._deliver(packet)
+                self._deliver(packet.data, packet.id)
             elif len(self._held) < MAX_HELD_EVENTS and self._hold_fits(packet):
                 # Socket.IO v5 §2.4 / pitfall 10: events may precede the CONNECT reply.
                 self._held.append(packet)
@@ -593,7 +626,7 @@ class Connection:
         held, self._held = self._held, []
         self._held_bytes = 0
         for packet in held:
-            self._deliver(packet)
+            self._deliver(packet.data, packet.id)
 
     def _restore_channels(self) -> None:
         server = self._server_channels
@@ -616,16 +649,15 @@ class Connection:
             if message.call_id is not None:
                 calls[message.call_id].buffer_key = None
 
-    def _deliver(self, packet: Packet) -> None:
-        data: list[Any] = packet.data
-        if self._pid is not None and packet.id is None and len(data) > 1:
+    def _deliver(self, data: list[Any], ack_id: int | None) -> None:
+        if self._pid is not None and ack_id is None and len(data) > 1:
             last = data[-1]
             if type(last) is str:
                 # CSR: the server appended the packet's offset as the last argument (§3.2).
                 self._offset = last
                 self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:-1]), None))
                 return
-        self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:]), packet.id))
+        self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:]), ack_id))
 
     def _refused(self, payload: Any, now: float) -> None:
         # CONNECT_ERROR: Node sends {message, data?}; python-socketio may send a bare string

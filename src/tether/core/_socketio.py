@@ -343,14 +343,30 @@ class PacketDecoder:
         """
         # Fast path for the most common message there is: an EVENT on "/" without ack id,
         # `2[...]`. One slice, one JSON parse, three type checks and the Packet.
-        if text[:2] == "2[" and self._pending is None:
-            try:
-                data = loads(text[1:])
-            except ValueError as exc:
-                raise DecodeError(f"invalid JSON in {_preview(text)}") from exc
-            if _is_event_payload(data):
-                return Packet(_EVENT, "/", data, None)
-            raise _invalid_event(data)
+        if self._pending is None:
+            head = text[:2]
+            if head == "2[":
+                try:
+                    data = loads(text[1:])
+                except ValueError as exc:
+                    raise DecodeError(f"invalid JSON in {_preview(text)}") from exc
+                if _is_event_payload(data):
+                    return Packet(_EVENT, "/", data, None)
+                raise _invalid_event(data)
+            if head[:1] == "5" and text[2:4] == "-[" and "1" <= head[1:] <= "9":
+                # The header of a binary event on "/" without ack id, 1 to 9 attachments:
+                # `51-[...]`. Anything it does not accept goes to the general decoder, which
+                # reports the error.
+                try:
+                    data = loads(text[3:])
+                except ValueError:
+                    data = None
+                if _is_event_payload(data):
+                    count = ord(head[1]) - 48
+                    self._slots = _find_placeholders(data, count)
+                    self._pending = (_EVENT, "/", data, None)
+                    self._expected = count
+                    return None
         return self._feed_text(text)
 
     def _feed_text(self, text: str) -> Packet | None:
