@@ -7,15 +7,18 @@ The core (:class:`tether.core.Connection`) decides everything; this module only 
 and time in and out of it. After **every** call into the core, :meth:`RealtimeClient._pump`
 drains the core's outbox and events:
 
-* outgoing messages go to the current transport *session*'s write queue;
-* ``OpenTransport`` starts a session task (credentials → connect → reader + writer);
+* outgoing messages go to the current transport *session*'s write queue, and are written
+  by whoever finds no write under way: the reader (pongs, the namespace CONNECT), ``call()``
+  (its own packet), or else a writer task started for them;
+* ``OpenTransport`` starts a session task (credentials → connect → read until closed);
 * ``CloseTransport`` tells that session to flush what it has queued and close;
 * facts for the user (connect, disconnect, events ...) go to the dispatcher's queue, except
   the bookkeeping that must be immediate (ack results, ``wait_connected`` wake-ups);
 * if the core's next deadline moved earlier, the timer task is woken.
 
-One anyio task group per client holds: the timer task, the dispatcher task and one task per
-transport session (which itself runs a reader and a writer). Listener calls run only in the
+One anyio task group per client holds: the timer task, one task per transport session
+(connect, then read), and, only while they have work, the dispatcher and a writer. An idle
+connected client has two tasks (a task costs about 3.5 KB). Listener calls run only in the
 dispatcher, never on the reader, so a slow listener cannot delay a pong (contract 2.3); the
 dispatcher's queue is bounded, and when it is full the reader stops reading (TCP
 backpressure) rather than letting memory grow.
@@ -282,8 +285,7 @@ class RealtimeClient:
         self._timer_target = math.inf
         self._timer_wake = anyio.Event()
         self._dispatch: deque[Any] = deque()
-        self._dispatch_wake = anyio.Event()
-        self._dispatcher_waiting = False
+        self._dispatching = False  # a dispatcher task is running
         self._dispatch_space: anyio.Event | None = None
         self._dispatch_idle: anyio.Event | None = None
         self._changed: anyio.Event | None = None
@@ -304,7 +306,8 @@ class RealtimeClient:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._timer_loop, name="tether timer")
-        task_group.start_soon(self._dispatch_loop, name="tether dispatcher")
+        if self._dispatch:  # facts from before entering (a close())
+            self._start_dispatcher()
         if self._auto_connect:
             self.open()
         return self
@@ -628,9 +631,8 @@ class RealtimeClient:
                     else:
                         self._final_error = ConnectError(event.reason or "closed")
                 dispatch.append(event)
-        if dispatch and self._dispatcher_waiting:
-            self._dispatcher_waiting = False
-            self._dispatch_wake.set()
+        if dispatch and not self._dispatching:
+            self._start_dispatcher()
         if lifecycle and self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -790,28 +792,37 @@ class RealtimeClient:
         self._core.transport_closed(session.token, reason, now=self._now())
         self._pump()
 
+    def _start_dispatcher(self) -> None:
+        task_group = self._task_group
+        if task_group is not None:
+            self._dispatching = True
+            task_group.start_soon(self._dispatch_loop, name="tether dispatcher")
+
     async def _dispatch_loop(self) -> None:
+        """Deliver queued facts in order until the queue is empty, then end.
+
+        The dispatcher lives only while there is something to deliver: a burst of events (a
+        whole socket read) costs one task start, and an idle client holds no dispatcher.
+        """
         dispatch = self._dispatch
-        while True:
-            if not dispatch:
-                if self._dispatch_idle is not None:
-                    self._dispatch_idle.set()
-                    self._dispatch_idle = None
-                if self._dispatch_space is not None:
+        try:
+            while dispatch:
+                event = dispatch.popleft()
+                if self._dispatch_space is not None and len(dispatch) < DISPATCH_QUEUE_LIMIT // 2:
                     self._dispatch_space.set()
                     self._dispatch_space = None
-                self._dispatch_wake = anyio.Event()
-                self._dispatcher_waiting = True
-                await self._dispatch_wake.wait()
-                continue
-            event = dispatch.popleft()
-            if self._dispatch_space is not None and len(dispatch) < DISPATCH_QUEUE_LIMIT // 2:
-                self._dispatch_space.set()
-                self._dispatch_space = None
-            if type(event) is EventReceived:
-                await self._deliver_event(event)
-            else:
-                await self._deliver_lifecycle(event)
+                if type(event) is EventReceived:
+                    await self._deliver_event(event)
+                else:
+                    await self._deliver_lifecycle(event)
+        finally:
+            self._dispatching = False
+        if self._dispatch_idle is not None:
+            self._dispatch_idle.set()
+            self._dispatch_idle = None
+        if self._dispatch_space is not None:
+            self._dispatch_space.set()
+            self._dispatch_space = None
 
     async def _deliver_lifecycle(self, event: Any) -> None:
         name = _LIFECYCLE_EVENTS[type(event)]
