@@ -789,7 +789,10 @@ class RealtimeClient:
         session.closing = True
         if not session.writing:
             session.scope.cancel()
-        self._core.transport_closed(session.token, reason, now=self._now())
+        # What is still queued was never handed to the transport: it certainly did not leave,
+        # so the core can buffer the user's messages among it again (contract 2.5).
+        unsent, session.outgoing = session.outgoing, []
+        self._core.transport_closed(session.token, reason, now=self._now(), unsent=unsent)
         self._pump()
 
     def _start_dispatcher(self) -> None:

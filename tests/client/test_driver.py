@@ -363,3 +363,61 @@ async def test_leaving_async_with_leaves_no_task_and_no_open_transport() -> None
     assert await peer.receive() == "41"  # the client said goodbye to the namespace ...
     with anyio.fail_after(2), pytest.raises(tether.transport.TransportError):
         await peer.receive()  # ... and closed the connection
+
+
+class GatedConnector:
+    """A MemoryConnector whose transports' writes wait at a gate, then may fail."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryConnector()
+        self.gate = anyio.Event()
+        self.gated = False
+        self.fail_at_gate = False
+        self.waiting = anyio.Event()
+
+    async def connect(self, url: str, **kwargs: Any) -> Any:
+        transport = await self.inner.connect(url, **kwargs)
+        original = transport.send_many
+        outer = self
+
+        async def send_many(messages: Any) -> None:
+            if outer.gated:
+                outer.waiting.set()
+                await outer.gate.wait()
+                if outer.fail_at_gate:
+                    raise tether.transport.TransportError("transport error", "cut")
+            await original(messages)
+
+        transport.send_many = send_many  # type: ignore[method-assign]
+        return transport
+
+
+async def test_messages_never_written_before_the_transport_died_are_sent_after_reconnect() -> None:
+    connector = GatedConnector()
+    server = ScriptedServer(connector.inner)
+    async with client(connector, **FAST) as rt:  # type: ignore[arg-type]
+        await server.accept(sid="S1")
+        await rt.wait_connected(5)
+        connector.gated = connector.fail_at_gate = True
+        rt.emit("in-flight", 0)  # its batch is in send_many when the transport dies
+        await connector.waiting.wait()
+        results: list[object] = []
+
+        async def ask() -> None:
+            results.append(await rt.call("question", timeout=5))
+
+        async with anyio.create_task_group() as tg:
+            rt.emit("queued", 1)  # still in the session's queue: never handed over
+            tg.start_soon(ask)
+            await wait_until(lambda: rt.buffered == 0 and len(connector.inner.attempts) == 1)
+            await anyio.sleep(0.01)  # let the ask task run: its packet joins the queue
+            rt.emit("queued", 2)
+            connector.gate.set()  # the write fails: the transport is gone
+            await wait_until(lambda: rt.state is tether.State.RECONNECTING)
+            assert rt.buffered == 3
+            connector.gated = False
+            peer, _ = await server.accept(sid="S2")
+            frames = [await peer.receive() for _ in range(3)]
+            assert frames == ['42["queued",1]', '420["question"]', '42["queued",2]']
+            await peer.send('430["answer"]')
+        assert results == ["answer"]  # the call survived the drop instead of failing
