@@ -78,6 +78,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: How many user-facing events may wait for the dispatcher before the reader pauses.
 DISPATCH_QUEUE_LIMIT: Final = 10_000
+#: How long a closing session may spend finishing the write under way (see ``_reap``).
+CLOSE_WRITE_GRACE: Final = 2.0
 #: How long ``aclose()`` lets the dispatcher deliver the last events (disconnect ...).
 CLOSE_DRAIN_TIMEOUT: Final = 5.0
 
@@ -616,6 +618,8 @@ class RealtimeClient:
                 if session is not None and session.token == event.token:
                     self._session = None
                     session.close()
+                    if session.writing and self._task_group is not None:
+                        self._task_group.start_soon(self._reap, session, name="tether reaper")
             else:
                 lifecycle = True
                 if kind is ConnectFailed:
@@ -652,6 +656,18 @@ class RealtimeClient:
                 continue
             with anyio.move_on_at(self._timer_target):
                 await self._timer_wake.wait()
+
+    async def _reap(self, session: _Session) -> None:
+        """End a closing session whose last write is still under way after a grace period.
+
+        A close lets the write in progress finish (the goodbye ``41`` should go out), but not
+        for ever: against a peer that stopped reading, a send can block until TCP gives up,
+        and with it the session and ``aclose()``. Closing the transport makes that send fail.
+        """
+        await anyio.sleep(CLOSE_WRITE_GRACE)
+        if session.writing and session.transport is not None:
+            await session.transport.aclose()
+        session.scope.cancel()
 
     def _start_writer(self, session: _Session) -> None:
         # A writer task lives only while there is something to write: an idle connection

@@ -390,7 +390,15 @@ class GatedConnector:
                     raise tether.transport.TransportError("transport error", "cut")
             await original(messages)
 
+        original_close = transport.aclose
+
+        async def aclose() -> None:
+            # Like a real transport: closing it makes a send blocked in another task fail.
+            outer.gate.set()
+            await original_close()
+
         transport.send_many = send_many  # type: ignore[method-assign]
+        transport.aclose = aclose  # type: ignore[method-assign]
         return transport
 
 
@@ -423,3 +431,17 @@ async def test_messages_never_written_before_the_transport_died_are_sent_after_r
             assert frames == ['42["queued",1]', '420["question"]', '42["queued",2]']
             await peer.send('430["answer"]')
         assert results == ["answer"]  # the call survived the drop instead of failing
+
+
+async def test_close_does_not_wait_for_ever_on_a_peer_that_stopped_reading() -> None:
+    connector = GatedConnector()
+    server = ScriptedServer(connector.inner)
+    async with client(connector) as rt:  # type: ignore[arg-type]
+        await server.accept()
+        await rt.wait_connected(5)
+        connector.gated = connector.fail_at_gate = True
+        rt.emit("stuck", 1)  # this write never completes: the peer does not read
+        await connector.waiting.wait()
+        with anyio.fail_after(10):  # the write gets a grace period, then the transport goes
+            await rt.aclose()
+        assert rt.state is tether.State.CLOSED
