@@ -331,3 +331,20 @@ async def test_clients_on_two_hubs_share_one_channel(two_hubs: list[HubProcess])
         bob.leave(room)
         await until(lambda: bob_sid in a.members("channel:leave", room))
         assert [m.id for m in await alice.get_members(room)] == [alice.socket_id]
+
+
+async def test_echo_messages_false_is_the_default_flag_and_echo_true_overrides_it(
+    hub: HubProcess,
+) -> None:
+    room = unique("room")
+    async with tether.RealtimeClient(hub.url, echo_messages=False) as quiet:
+        own = Inbox(quiet)
+        await quiet.wait_connected(10)
+        quiet.join(room)  # no echo: its own join does not come back
+        quiet.send(room, "chat", "silent")
+        quiet.send(room, "chat", "loud", echo=True)
+        await until(lambda: len(own.of("chat")) == 1)
+        members = await quiet.get_members(room)  # a round trip: everything before it is done
+        assert [m.id for m in members] == [quiet.socket_id]
+        assert own.messages("chat") == ["loud"]
+        assert own.of("channel:join") == []
