@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 import tether
@@ -333,3 +334,45 @@ async def test_python_server_never_recovers(
         await sio_server.drop(rt.socket_id)
         await events.wait(lambda e: len(e.of("connect")) == 2)
         assert rt.recovered is False
+
+
+async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(
+    sio_server: SocketIOServer, transport_kind: str
+) -> None:
+    changes: list[tether.StateChange] = []
+    async with client(sio_server, transport_kind, **FAST) as rt:
+        rt.on_state_change(changes.append)
+        await rt.wait_connected(10)
+        sid = rt.socket_id
+        assert sid is not None
+        outcome: list[BaseException] = []
+
+        async def slow_call(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            task_status.started()  # the parent resumes once this task next yields ...
+            try:
+                await rt.call("slow-ack", 5, timeout=10)  # ... which is after this is queued
+            except tether.TetherError as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(slow_call)
+            # One round trip on the same ordered connection: when it is back, the server has
+            # the slow call (it would ack in 5 s).
+            assert await rt.call("ack", "sync", timeout=5) == "sync"
+            await sio_server.drop(sid)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], tether.Disconnected)
+        await until(lambda: rt.is_connected() and rt.socket_id != sid)
+        await until(lambda: len(changes) >= 4)
+    states = [(c.previous, c.current) for c in changes]
+    assert states[:4] == [
+        (tether.State.IDLE, tether.State.CONNECTING),
+        (tether.State.CONNECTING, tether.State.CONNECTED),
+        (tether.State.CONNECTED, tether.State.RECONNECTING),
+        (tether.State.RECONNECTING, tether.State.CONNECTED),
+    ]
+    lost = changes[2]
+    assert lost.reason == "transport close"
+    assert lost.attempt == 1
+    assert lost.retry_in is not None
+    assert FAST["reconnection_delay"] * 0.5 <= lost.retry_in <= FAST["reconnection_delay_max"]
