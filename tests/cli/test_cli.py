@@ -70,8 +70,9 @@ def test_connect_runs_the_typed_commands_on_an_embedded_hub(backend: str) -> Non
             "join news",
             'send news chat {"text": "hello"}',
             'broadcast ping {"n": 1}',
-            "members news",
+            "members news",  # a round trip: what was sent before it has come back
             "leave news",
+            "members lobby",  # the same, for the leave's echo
             "frobnicate",
             "send news",
             "close",
