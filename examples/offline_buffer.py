@@ -28,9 +28,12 @@ async def main(url: str, drop: Callable[[str], bool]) -> None:
         writer.on_reconnect(lambda n: print("writer reconnected after", n, "attempt(s)"))
         await reader.wait_connected(10)
         await writer.wait_connected(10)
+        joined = anyio.Event()
+        reader.on_join(lambda payload: joined.set())  # the reader hears its own join
         reader.join("counting")
         writer.join("counting")
-        await anyio.sleep(0.2)
+        with anyio.fail_after(5):
+            await joined.wait()
         for i in range(3):
             writer.send("counting", "count", i)
         with anyio.fail_after(5):  # delivered while online

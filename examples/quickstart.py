@@ -24,14 +24,21 @@ async def main(url: str, token: str | None) -> None:
         rt.on_disconnect(lambda reason: print("Disconnected due to", reason, rt.get_socket_id()))
         rt.on_reconnect_attempt(lambda n: print("Reconnecting attempt#", n))
         rt.on_error(lambda err: print("Connection error", err, err.data))
-        rt.on("chat-message", lambda payload: print("Got", payload))
+        got_it = anyio.Event()
+
+        def on_chat(payload: dict[str, object]) -> None:
+            print("Got", payload)
+            got_it.set()
+
+        rt.on("chat-message", on_chat)
 
         await rt.wait_connected(timeout=10)
         rt.join("technology-chat")
         rt.send("technology-chat", "chat-message", {"text": "hi"})
         members = await rt.get_members("technology-chat")
         print("Members:", [member.id for member in members])
-        await anyio.sleep(0.5)  # let the echo of our own message arrive
+        with anyio.fail_after(10):
+            await got_it.wait()  # our own message comes back (echo is on by default)
 
 
 @contextlib.contextmanager
