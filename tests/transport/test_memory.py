@@ -39,7 +39,7 @@ async def test_memory_classes_satisfy_the_protocols() -> None:
     transport: Transport = await connector.connect(
         URL, headers=(), ssl_context=None, max_message_size=10
     )
-    peer: Transport = await memory.accept()
+    peer: MemoryPeer = await memory.accept()  # the test's end: no read deadline
     await peer.aclose()
     await transport.aclose()
     assert transport.closed

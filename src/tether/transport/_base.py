@@ -116,8 +116,24 @@ class Transport(Protocol):
         """
         ...
 
-    async def receive(self) -> Message:
-        """Return the next whole message from the peer.
+    @property
+    def read_deadline(self) -> float:
+        """An anyio clock time (``math.inf``: none, the initial value) past which
+        ``receive()`` stops waiting and returns ``None``.
+
+        The driver's timer while a transport is open: the task that reads also keeps the
+        heartbeat and ack deadlines, without a task of its own. Settable at any time, also
+        while ``receive()`` is waiting; messages already received are still returned first.
+        Only the wait for the peer is interrupted, never a write the transport makes.
+        """
+        ...
+
+    @read_deadline.setter
+    def read_deadline(self, deadline: float) -> None: ...
+
+    async def receive(self) -> Message | None:
+        """Return the next whole message from the peer, or ``None`` once ``read_deadline``
+        has passed.
 
         Raises :class:`TransportError` with ``"transport close"`` once the peer has closed
         cleanly (after every message that arrived before the close has been returned), and

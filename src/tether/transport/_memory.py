@@ -25,6 +25,7 @@ unclosed, and a test that forgets one peer should not fail another test at rando
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -126,7 +127,7 @@ class _MemoryEnd:
         for message in batch:
             self._outbox.put(message)
 
-    async def receive(self) -> Message:
+    async def _receive(self) -> Message:
         """Return the next message, or raise :class:`TransportError` once the link ended."""
         if self._ended is not None:
             await anyio.lowlevel.checkpoint()
@@ -163,13 +164,35 @@ class MemoryTransport(_MemoryEnd):
     def __init__(self, inbox: _Pipe, outbox: _Pipe, where: str, max_message_size: int) -> None:
         super().__init__(inbox, outbox, where)
         self._max = max_message_size
+        self._read_deadline = math.inf
+        self._read_scope: anyio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self._where} {'closed' if self.closed else 'open'}>"
 
-    async def receive(self) -> Message:
-        """Return the next message; one over ``max_message_size`` fails the connection."""
-        message = await super().receive()
+    @property
+    def read_deadline(self) -> float:
+        """Past this anyio clock time, ``receive()`` returns ``None`` instead of waiting."""
+        return self._read_deadline
+
+    @read_deadline.setter
+    def read_deadline(self, deadline: float) -> None:
+        self._read_deadline = deadline
+        if self._read_scope is not None:
+            self._read_scope.deadline = deadline
+
+    async def receive(self) -> Message | None:
+        """Return the next message, or ``None`` once ``read_deadline`` has passed (checked
+        at the call's checkpoint, then while waiting); one over ``max_message_size`` fails
+        the connection."""
+        with anyio.CancelScope(deadline=self._read_deadline) as scope:
+            self._read_scope = scope
+            try:
+                message = await self._receive()
+            finally:
+                self._read_scope = None
+        if scope.cancelled_caught:
+            return None
         size = len(message.encode("utf-8")) if isinstance(message, str) else len(message)
         if size > self._max:
             self._end(
@@ -203,8 +226,9 @@ class ConnectAttempt:
 class MemoryPeer(_MemoryEnd):
     """The server's end of a memory connection, driven by the test.
 
-    Besides the Transport calls it has ``close()`` and ``fail()``, synchronous so a test can
-    call them anywhere, and ``attempt``, the arguments of the ``connect()`` that made it.
+    Besides ``send``, ``send_many``, ``receive`` and ``aclose`` it has ``close()`` and
+    ``fail()``, synchronous so a test can call them anywhere, and ``attempt``, the arguments
+    of the ``connect()`` that made it.
     """
 
     def __init__(self, inbox: _Pipe, outbox: _Pipe, attempt: ConnectAttempt) -> None:
@@ -213,6 +237,10 @@ class MemoryPeer(_MemoryEnd):
 
     def __repr__(self) -> str:
         return f"<MemoryPeer {redact_url(self.attempt.url)} {'closed' if self.closed else 'open'}>"
+
+    async def receive(self) -> Message:
+        """Return the next message the client sent, or raise once the link ended."""
+        return await self._receive()
 
     def close(self, message: str = "the server closed the connection") -> None:
         """End cleanly: after the messages already sent, the client sees "transport close"."""

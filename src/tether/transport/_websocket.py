@@ -123,6 +123,7 @@ class WebSocketTransport(StreamTransport):
         self._size = 0  # their size in bytes
         # Frames that arrived in the same read as the 101 response are already in wsproto.
         self._process()
+        self._ready.reverse()  # a stack: see StreamTransport
 
     # --- wsproto below the shared machinery ---------------------------------------------
 

@@ -139,6 +139,7 @@ class FastWebSocketTransport(StreamTransport):
         self._byte_parts: list[bytes] = []
         self._size = 0  # its bytes so far (for the error text when it grows too big)
         self._process(events)
+        self._ready.reverse()  # a stack: see StreamTransport
 
     # --- websockets below the shared machinery ------------------------------------------
 
