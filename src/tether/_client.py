@@ -119,7 +119,7 @@ class _Session:
     """One transport: from connecting to closed. Owned by one task, which connects and then
     reads; writes are made by whichever task finds the session not ``writing``."""
 
-    __slots__ = ("attempt", "closing", "outgoing", "scope", "token", "transport", "writing")
+    __slots__ = ("attempt", "closing", "outgoing", "task", "token", "transport", "writing")
 
     def __init__(self, token: int, attempt: int) -> None:
         self.token = token
@@ -129,14 +129,21 @@ class _Session:
         #: A task is writing ``outgoing`` (it writes until it is empty); at most one at once.
         self.writing = False
         self.closing = False
-        self.scope = anyio.CancelScope()
+        # The session's task, cancelled to end the session (its handle's own cancel scope:
+        # no scope of ours, 0.6 KB, per connection).
+        self.task: anyio.TaskHandle[None] | None = None
 
     def close(self) -> None:
         self.closing = True
         if not self.writing:
             # Still connecting (abandon the attempt), or nothing left to write: end the
             # session now. Otherwise the writer flushes what is queued, then ends it.
-            self.scope.cancel()
+            self.end()
+
+    def end(self) -> None:
+        """Cancel the session's task: it closes the transport and ends."""
+        if self.task is not None:
+            self.task.cancel()
 
 
 class _CallWaiter:
@@ -624,6 +631,9 @@ class RealtimeClient:
             reader = self._timer_reader
             if reader is not None:
                 reader.read_deadline = deadline
+                if self._dispatch_space is not None:  # the reader waits for the listeners:
+                    self._dispatch_space.set()  # let it look at the new deadline
+                    self._dispatch_space = None
             elif self._timer_wake is not None:
                 self._timer_wake.set()
 
@@ -684,7 +694,10 @@ class RealtimeClient:
                         self._final_error = self._last_error
                     else:
                         self._final_error = ConnectError(event.reason or "closed")
-                dispatch.append(event)
+                # Queued only if someone listens now: a connect then costs no dispatcher
+                # task when nobody waits for its facts (specs/client.md).
+                if _LIFECYCLE_EVENTS[kind] in self._listeners:
+                    dispatch.append(event)
         if dispatch and not self._dispatching:
             self._start_dispatcher()
         if lifecycle and self._changed is not None:
@@ -767,7 +780,7 @@ class RealtimeClient:
         await anyio.sleep(CLOSE_WRITE_GRACE)
         if session.writing and session.transport is not None:
             await session.transport.aclose()
-        session.scope.cancel()
+        session.end()
 
     def _start_writer(self, session: _Session) -> None:
         # A writer task lives only while there is something to write: an idle connection
@@ -782,14 +795,17 @@ class RealtimeClient:
         session = _Session(event.token, event.attempt)
         self._session = session
         self._sessions_running += 1
-        self._task_group.start_soon(
+        session.task = self._task_group.start_soon(
             self._run_session, session, name=f"tether transport {event.token}"
         )
 
     async def _run_session(self, session: _Session) -> None:
         try:
-            with session.scope:
-                await self._connect_and_serve(session)
+            transport = await self._connect(session)
+            if transport is not None:
+                # This task reads until the session ends (its task is cancelled once the
+                # last write is done, or the transport fails).
+                await self._read_loop(session, transport)
         finally:
             transport = session.transport
             if transport is not None:
@@ -802,7 +818,8 @@ class RealtimeClient:
                 self._sessions_done.set()
                 self._sessions_done = None
 
-    async def _connect_and_serve(self, session: _Session) -> None:
+    async def _connect(self, session: _Session) -> Transport | None:
+        """Open the session's transport; ``None`` when the attempt is over already."""
         core = self._core
         token = session.token
         try:
@@ -820,7 +837,7 @@ class RealtimeClient:
                 token, f"credentials failed: {type(exc).__name__}", now=self._now()
             )
             self._pump()
-            return
+            return None
         try:
             transport = await self._connector.connect(
                 url,
@@ -831,15 +848,13 @@ class RealtimeClient:
         except TransportError as exc:
             core.transport_failed(token, str(exc), now=self._now())
             self._pump()
-            return
+            return None
         session.transport = transport
         if session.closing:
-            return
+            return None
         core.transport_opened(token, auth, now=self._now())
         self._pump()
-        # This task reads until the session ends (session.scope is cancelled once the last
-        # write is done, or the transport fails).
-        await self._read_loop(session, transport)
+        return transport
 
     async def _write_loop(self, session: _Session) -> None:
         """Write ``session.outgoing`` until it is empty; the caller set ``session.writing``."""
@@ -857,7 +872,7 @@ class RealtimeClient:
         finally:
             session.writing = False
             if session.closing:
-                session.scope.cancel()  # the last write is done: end the session
+                session.end()  # the last write is done: end the session
 
     async def _read_loop(self, session: _Session, transport: Transport) -> None:
         core = self._core
@@ -927,7 +942,7 @@ class RealtimeClient:
         self._release_timer(session.transport)
         session.closing = True
         if not session.writing:
-            session.scope.cancel()
+            session.end()
         # What is still queued was never handed to the transport: it certainly did not leave,
         # so the core can buffer the user's messages among it again (contract 2.5).
         unsent, session.outgoing = session.outgoing, []

@@ -47,6 +47,10 @@ class ListenerRegistry:
     def has_any(self) -> bool:
         return bool(self._any)
 
+    def __contains__(self, event: object) -> bool:
+        """Whether ``event`` has a listener (catch-all listeners aside)."""
+        return event in self._by_event
+
     def add(self, event: str, fn: Listener, *, once: bool = False) -> None:
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {type(fn).__name__}")

@@ -1174,7 +1174,7 @@ async def test_an_owed_pong_is_dropped_when_the_connection_closes(
             await wait_for(ping_sent)
             tg.start_soon(reader)
             lock = transport._send_lock
-            while not lock.statistics().tasks_waiting:  # the reader read the ping and waits
+            while not lock.waiting:  # the reader read the ping and waits
                 await anyio.sleep(0.001)
             await transport.aclose()
         release.set()

@@ -182,17 +182,20 @@ class MemoryTransport(_MemoryEnd):
             self._read_scope.deadline = deadline
 
     async def receive(self) -> Message | None:
-        """Return the next message, or ``None`` once ``read_deadline`` has passed (checked
-        at the call's checkpoint, then while waiting); one over ``max_message_size`` fails
-        the connection."""
-        with anyio.CancelScope(deadline=self._read_deadline) as scope:
-            self._read_scope = scope
-            try:
-                message = await self._receive()
-            finally:
-                self._read_scope = None
-        if scope.cancelled_caught:
-            return None
+        """Return the next message, or ``None`` once ``read_deadline`` has passed and no
+        message waits; one over ``max_message_size`` fails the connection."""
+        inbox = self._inbox
+        if self._read_deadline == math.inf or inbox.items or self._ended is not None:
+            message = await self._receive()
+        else:
+            with anyio.CancelScope(deadline=self._read_deadline) as scope:
+                self._read_scope = scope
+                try:
+                    message = await self._receive()
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:
+                return None
         size = len(message.encode("utf-8")) if isinstance(message, str) else len(message)
         if size > self._max:
             self._end(

@@ -1,0 +1,167 @@
+"""Who keeps the deadlines: the timer task, or the connected reader (specs/client.md).
+
+An idle connected client has one task, its reader, which keeps the heartbeat and ack
+deadlines through the transport's read deadline; the timer task ends at the connect and
+comes back when the session ends. These tests pin that down, and that no deadline is missed
+on the way: while connected, while the reader waits for slow listeners, across a drop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import tether
+from tether._client import DISPATCH_QUEUE_LIMIT
+from tether.transport import MemoryConnector
+
+from .helpers import ScriptedServer, wait_until
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"reconnection_delay": 0.01, "reconnection_delay_max": 0.02}
+
+
+def client(connector: MemoryConnector, **options: Any) -> tether.RealtimeClient:
+    return tether.RealtimeClient("http://rt.example", transport=connector, **options)
+
+
+def tether_tasks() -> list[str]:
+    names = [task.name or "" for task in anyio.get_running_tasks()]
+    return sorted(name for name in names if name.startswith("tether"))
+
+
+async def test_an_idle_connected_client_runs_only_its_reader() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: tether_tasks() == ["tether transport 1"])
+        assert rt._timer_reader is not None
+        assert rt._timer_wake is None  # no event held for a timer that is not running
+
+
+async def test_the_timer_comes_back_when_the_connection_drops_and_leaves_again() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    reasons: list[str] = []
+    async with client(connector, reconnection_delay=0.2, reconnection_delay_max=0.2) as rt:
+        rt.on_disconnect(reasons.append)
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: tether_tasks() == ["tether transport 1"])
+        peer.close()
+        # The backoff wait is kept by the timer task again.
+        await wait_until(lambda: "tether timer" in tether_tasks())
+        assert rt._timer_reader is None
+        await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: tether_tasks() == ["tether transport 2"])
+    assert reasons == ["transport close", "io client disconnect"]
+
+
+async def test_ack_timeouts_fire_while_the_reader_keeps_the_deadlines() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
+            # An earlier deadline than the heartbeat's: the reader's read deadline moves.
+            await rt.call("never", timeout=0.05)
+        assert await peer.receive() == '420["never"]'
+        assert rt.is_connected()
+
+
+async def test_pings_are_answered_by_a_writer_while_the_reader_keeps_the_deadlines() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        for _ in range(3):
+            await peer.send("2")
+            with anyio.fail_after(5):
+                assert await peer.receive() == "3"
+
+
+async def test_the_heartbeat_times_out_while_the_reader_keeps_the_deadlines() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    reasons: list[str] = []
+    async with client(connector, **FAST) as rt:
+        rt.on_disconnect(reasons.append)
+        # pingInterval 0 is read as 1 s (specs/invariants.md): the deadline is 1.1 s away.
+        await server.accept(ping_interval=0, ping_timeout=100)
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        await server.accept()  # the reconnect after the timeout
+        await wait_until(lambda: len(reasons) == 1)
+        assert reasons == ["ping timeout"]
+
+
+async def test_deadlines_run_while_the_reader_waits_for_slow_listeners() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    release = anyio.Event()
+    delivered = 0
+
+    async def slow(*args: Any) -> None:
+        nonlocal delivered
+        delivered += 1
+        await release.wait()
+
+    async with client(connector) as rt:
+        rt.on("e", slow)
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        # The first event blocks the dispatcher; the rest fill its queue until the reader
+        # stops reading (backpressure).
+        await peer.send_many(['42["e",1]'] * (DISPATCH_QUEUE_LIMIT + 10))
+        await wait_until(lambda: len(rt._dispatch) >= DISPATCH_QUEUE_LIMIT)
+        with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
+            await rt.call("never", timeout=0.05)
+        release.set()
+        await wait_until(lambda: delivered == DISPATCH_QUEUE_LIMIT + 10)
+        assert rt.is_connected()
+
+
+async def test_close_hands_the_deadlines_back() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        await rt.aclose()
+        assert rt._timer_reader is None
+        assert rt.state is tether.State.CLOSED
+
+
+async def test_a_connect_nobody_listens_to_queues_nothing_for_the_dispatcher() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        await server.accept()
+        await rt.wait_connected(5)
+        assert rt._dispatch == []
+        assert not rt._dispatching
+
+
+async def test_a_listener_added_after_a_fact_does_not_get_it() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    seen: list[str] = []
+    async with client(connector) as rt:
+        await server.accept()
+        await rt.wait_connected(5)
+        rt.on("connect", lambda: seen.append("connect"))
+        rt.on("disconnect", lambda reason: seen.append(reason))
+        await rt.aclose()
+    assert seen == ["io client disconnect"]
