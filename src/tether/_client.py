@@ -1071,14 +1071,24 @@ async def _call_listener(fn: Listener, args: tuple[Any, ...], name: str) -> Any:
         return None
 
 
+#: The connectors behind ``transport="wsproto"`` and ``"websockets"``, shared by every client
+#: that names one: a connector holds only its settings and a lazily made default TLS context.
+_NAMED_CONNECTORS: dict[str, Connector] = {}
+
+
 def _make_connector(transport: Connector | str) -> Connector:
     """``"wsproto"`` (the default), ``"websockets"`` (the ``fast`` extra) or a Connector."""
-    if transport == "wsproto":
-        return WebSocketConnector()
-    if transport == "websockets":
-        from .transport import FastWebSocketConnector
+    if isinstance(transport, str) and transport in ("wsproto", "websockets"):
+        connector = _NAMED_CONNECTORS.get(transport)
+        if connector is None:
+            if transport == "wsproto":
+                connector = WebSocketConnector()
+            else:
+                from .transport import FastWebSocketConnector
 
-        return FastWebSocketConnector()
+                connector = FastWebSocketConnector()
+            connector = _NAMED_CONNECTORS.setdefault(transport, connector)
+        return connector
     if isinstance(transport, str) or not callable(getattr(transport, "connect", None)):
         raise ValueError(
             f"transport must be 'wsproto', 'websockets' or a Connector, got {transport!r}"

@@ -41,7 +41,7 @@ class ListenerRegistry:
     def __init__(self) -> None:
         self._by_event: dict[str, list[Listener]] = {}
         self._any: list[Listener] = []
-        self._with_once: set[str] = set()
+        self._with_once: set[str] | None = None  # events with a ``once`` listener; lazily
 
     @property
     def has_any(self) -> bool:
@@ -58,6 +58,8 @@ class ListenerRegistry:
             raise ValueError("event name must be a non-empty str")
         self._by_event[event] = [*self._by_event.get(event, ()), _Once(fn) if once else fn]
         if once:
+            if self._with_once is None:
+                self._with_once = set()
             self._with_once.add(event)
 
     def remove(self, event: str | None = None, fn: Listener | None = None) -> None:
@@ -111,8 +113,9 @@ class ListenerRegistry:
         current = self._by_event.get(event)
         if not current:
             return _EMPTY
-        if event in self._with_once:
-            self._with_once.discard(event)
+        with_once = self._with_once
+        if with_once is not None and event in with_once:
+            with_once.discard(event)
             remaining = [x for x in current if not isinstance(x, _Once)]
             if remaining:
                 self._by_event[event] = remaining
