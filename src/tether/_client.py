@@ -358,11 +358,11 @@ class RealtimeClient:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        self._start_timer()
         if self._dispatch:  # facts from before entering (a close())
             self._start_dispatcher()
         if self._auto_connect:
-            self.open()
+            self.open()  # first: the session task starts connecting before the timer runs
+        self._start_timer()
         return self
 
     async def __aexit__(
