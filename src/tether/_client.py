@@ -239,6 +239,7 @@ class RealtimeClient:
         "_max_message_size",
         "_path",
         "_query",
+        "_queue_every_fact",
         "_session",
         "_sessions_done",
         "_sessions_running",
@@ -338,6 +339,7 @@ class RealtimeClient:
         # Facts for the dispatcher; it takes the whole list at once (a list, not a deque:
         # 0.6 KB less on every client).
         self._dispatch: list[Any] = []
+        self._queue_every_fact = False  # see __aenter__
         self._dispatching = False  # a dispatcher task is running
         self._dispatch_space: anyio.Event | None = None
         self._dispatch_idle: anyio.Event | None = None
@@ -361,7 +363,13 @@ class RealtimeClient:
         if self._dispatch:  # facts from before entering (a close())
             self._start_dispatcher()
         if self._auto_connect:
-            self.open()  # first: the session task starts connecting before the timer runs
+            # The facts of this open() (idle -> connecting) are queued whoever listens: the
+            # listeners registered right after `async with ... as rt:` must see them.
+            self._queue_every_fact = True
+            try:
+                self.open()  # first: the session task starts connecting before the timer
+            finally:
+                self._queue_every_fact = False
         self._start_timer()
         return self
 
@@ -696,7 +704,7 @@ class RealtimeClient:
                         self._final_error = ConnectError(event.reason or "closed")
                 # Queued only if someone listens now: a connect then costs no dispatcher
                 # task when nobody waits for its facts (specs/client.md).
-                if _LIFECYCLE_EVENTS[kind] in self._listeners:
+                if self._queue_every_fact or _LIFECYCLE_EVENTS[kind] in self._listeners:
                     dispatch.append(event)
         if dispatch and not self._dispatching:
             self._start_dispatcher()

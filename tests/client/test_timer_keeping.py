@@ -165,3 +165,18 @@ async def test_a_listener_added_after_a_fact_does_not_get_it() -> None:
         rt.on("disconnect", lambda reason: seen.append(reason))
         await rt.aclose()
     assert seen == ["io client disconnect"]
+
+
+async def test_listeners_registered_right_after_entering_see_the_first_state_change() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    changes: list[tuple[tether.State, tether.State]] = []
+    async with client(connector) as rt:
+        rt.on_state_change(lambda change: changes.append((change.previous, change.current)))
+        await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: len(changes) == 2)
+    assert changes[:2] == [
+        (tether.State.IDLE, tether.State.CONNECTING),
+        (tether.State.CONNECTING, tether.State.CONNECTED),
+    ]
