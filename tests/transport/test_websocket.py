@@ -32,6 +32,9 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection
+from wsproto.events import Request as UpgradeRequest
 
 from tether.transport import (
     Connector,
@@ -690,6 +693,38 @@ async def test_server_close_frame_is_transport_close(ws_server: Callable[..., WS
     assert server.close_codes == [1001]  # the client's echo reached the server
 
 
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        # RFC 6455 7.1.5: no status code means 1005; the echo carries none either.
+        pytest.param(b"", 1005, id="empty"),
+        pytest.param(struct.pack("!H", 4000) + "au revoir ✓".encode(), 4000, id="reason"),
+    ],
+)
+async def test_close_frames_are_echoed(
+    raw_server: Callable[..., RawServer], payload: bytes, code: int
+) -> None:
+    received: list[tuple[int, bytes]] = []
+
+    def script(conn: socket.socket) -> None:
+        with contextlib.suppress(EOFError):
+            while True:
+                received.append(read_frame(conn))
+
+    server = raw_server(
+        script,
+        after_101=frame(TEXT, b"a") + frame(CLOSE, payload) + frame(TEXT, b"after the close"),
+    )
+    with anyio.fail_after(TIMEOUT):
+        transport = await connect(server.url())
+        assert await transport.receive() == "a"
+        error = await expect_error(transport, "transport close")  # nothing after the close
+        assert f"code {code}" in str(error)
+        await transport.aclose()  # no second close frame
+        await server.finish()
+    assert received == [(CLOSE, payload)]  # RFC 6455 5.5.1: echoed, once
+
+
 async def test_eof_without_close_frame_is_transport_close(
     raw_server: Callable[..., RawServer],
 ) -> None:
@@ -763,6 +798,31 @@ async def test_aclose_sends_a_close_frame_and_is_idempotent(
             assert info.value.reason == "transport close"
             assert "closed locally" in str(info.value)
     assert server.close_codes == [1000]
+
+
+def test_wsproto_sends_nothing_after_its_close_frame() -> None:
+    """The connection state WebSocketTransport keeps over wsproto's FrameProtocol, sans I/O.
+
+    A close frame goes out once (RFC 6455 7.1.2). A ping that arrives after it gets no pong
+    (the transport is over), a close frame no echo: it answers ours (5.5.1).
+    """
+    ws = WSConnection(ConnectionType.CLIENT)
+    request = ws.send(UpgradeRequest(host="example.com", target="/"))
+    ws.receive_data(accept_response(request) + frame(TEXT, b"behind the 101"))
+    assert isinstance(next(ws.events()), AcceptConnection)  # as the connector stops there
+    stream: Any = None  # never used below
+    transport = WebSocketTransport(stream, ws, max_message_size=100, where="test")
+    assert transport._ready == ["behind the 101"]
+    closing = transport._closing_frame(1001)
+    assert closing[:2] == bytes([0x80 | CLOSE, 0x80 | 2])  # masked, with the code only
+    assert transport._closing_frame(1001) == b""
+    transport._feed(frame(TEXT, b"still delivered") + frame(PING, b"?") + close_frame(1000))
+    assert transport._ready == ["behind the 101", "still delivered"]
+    assert transport._reply == b""  # no pong, no echo
+    assert transport._closing_frame(1001) == b""
+    not_open = WSConnection(ConnectionType.CLIENT)
+    with pytest.raises(ValueError, match="past the handshake"):
+        WebSocketTransport(stream, not_open, max_message_size=100, where="test")
 
 
 async def test_aclose_wakes_a_blocked_receiver(ws_server: Callable[..., WSServer]) -> None:

@@ -3,39 +3,37 @@
 Layers, from the network up::
 
     anyio.connect_tcp (+ TLSStream)   bytes; TCP_NODELAY, since Engine.IO packets are small
-    wsproto.WSConnection              RFC 6455 handshake and framing, sans-IO
+    wsproto.WSConnection              RFC 6455 opening handshake (HTTP/1.1 via h11), sans-IO
+    wsproto FrameProtocol             RFC 6455 framing once the connection is open, sans-IO
     WebSocketTransport                whole messages (str | bytes), one TransportError type
 
-Everything wsproto-specific stays in this module: its ``None``-means-EOF input, the pings it
-leaves to us to answer (``Ping.response()``), the frames it could not parse (reported as a
-``CloseConnection`` event while still ``OPEN``) and its exception types. What does not depend
-on wsproto (TCP, TLS, the send lock, closing) is shared with the websockets-based transport in
-``_stream``. The driver sees only :class:`~tether.transport.Transport`.
+Once the server has accepted the upgrade, the transport keeps only wsproto's lower layer,
+``wsproto.frame_protocol.FrameProtocol``, and does itself what wsproto's ``Connection``
+would do around it: it answers pings, echoes the server's close frame, tracks the connection
+state (RFC 6455 4.1/7.1) and turns ``ParseFailed`` into a failed connection with the close
+code wsproto suggests. That saves the ``Connection`` object per connection (an event queue
+that is almost always empty) and an ``Event`` object per frame. Everything wsproto-specific
+stays in this module: the shape of its frames, its exception types, the handover from the
+handshake. What does not depend on wsproto (TCP, TLS, the send lock, closing) is shared with
+the websockets-based transport in ``_stream``. The driver sees only
+:class:`~tether.transport.Transport`.
 
 Reading is the hot path (a busy room delivers thousands of small messages a second), so
-``receive()`` reads 64 KiB at a time, lets wsproto decode everything in it, queues the
+``receive()`` reads 64 KiB at a time, lets wsproto decode every frame in it, queues the
 finished messages and then hands them out from the queue without another read or task
 switch. Writing takes a lock, so frames from concurrent senders never interleave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast
+from collections.abc import Iterable, Iterator
+from typing import Final, cast
 
 import anyio.abc
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.frame_protocol import CloseReason
+from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 from wsproto.utilities import ProtocolError
 
 from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message, TransportError
@@ -54,6 +52,15 @@ __all__ = ["WebSocketConnector", "WebSocketTransport"]
 # Their names before they moved to _stream; tests still import them from here.
 _describe = describe
 _parse_url = parse_url
+
+# Enum members are singletons: the receive path compares them with ``is``.
+_TEXT: Final = Opcode.TEXT
+_BINARY: Final = Opcode.BINARY
+_PING: Final = Opcode.PING
+_CLOSE: Final = Opcode.CLOSE
+_OPEN: Final = ConnectionState.OPEN
+_LOCAL_CLOSING: Final = ConnectionState.LOCAL_CLOSING
+_CLOSED: Final = ConnectionState.CLOSED
 
 
 class WebSocketConnector(StreamConnector["WebSocketTransport"]):
@@ -110,77 +117,122 @@ class WebSocketTransport(StreamTransport):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         super().__init__(stream, where=where, read_size=read_size, close_timeout=close_timeout)
-        # Only wsproto's framing layer: once the upgrade is done, the handshake and its h11
-        # connection (about 4 KB per connection) are of no use, and every call skips a layer.
-        self._ws: WSConnection | Connection = (
-            ws.connection if isinstance(ws, WSConnection) and ws.connection is not None else ws
-        )
+        connection = ws.connection if isinstance(ws, WSConnection) else ws
+        if connection is None or not connection.client or connection.state is not _OPEN:
+            raise ValueError("WebSocketTransport needs a client connection past the handshake")
+        # Only wsproto's framing layer is kept. Once the upgrade is done, the handshake (its
+        # h11 connection, about 4 KB) is of no use, and neither is the Connection around the
+        # FrameProtocol: an event queue (a deque, 0.76 KB even when empty) and an Event
+        # object plus a generator step for every frame. We take over the Connection's own
+        # FrameProtocol rather than build a new one, because it already holds what the server
+        # sent right behind the 101 response: the handshake hands those trailing bytes to
+        # the Connection, which only buffers them (wsproto decodes lazily, in events(), which
+        # nobody has called). Its event queue is empty: only EOF puts anything there, and EOF
+        # moves the state away from OPEN, checked above. So nothing is lost, and the
+        # frames behind the 101 are decoded by _process() below, like any later read.
+        self._proto: FrameProtocol = connection._proto
+        # RFC 6455 4.1 / 7.1: the connection's state, as wsproto's Connection would track
+        # it. Only OPEN, LOCAL_CLOSING (our close frame went out) and CLOSED (the closing
+        # handshake is over, or the TCP connection) occur: the peer's close frame is echoed
+        # at once, so REMOTE_CLOSING never outlasts _peer_closed().
+        self._state = _OPEN
         self._max = max_message_size
         # A str of n characters is at most 4n bytes of UTF-8, so text no longer than a quarter
         # of the limit needs no byte count at all.
         self._quarter = max_message_size // 4
-        self._parts: list[Message] = []  # fragments of the message being assembled
-        self._size = 0  # their size in bytes
-        # Frames that arrived in the same read as the 101 response are already in wsproto.
+        # Fragments of the message being assembled (emptied in place, never replaced, so
+        # that _process can hold it in a local), and their size in bytes.
+        self._parts: list[Message] = []
+        self._size = 0
         self._process()
         self._ready.reverse()  # a stack: see StreamTransport
 
-    # --- wsproto below the shared machinery ---------------------------------------------
+    # --- wsproto's FrameProtocol below the shared machinery --------------------------------
 
     def _encode(self, message: Message) -> bytes:
-        if isinstance(message, str):
-            return self._ws.send(TextMessage(data=message))
-        return self._ws.send(BytesMessage(data=message))
+        # RFC 6455 5.6: str as one text frame (UTF-8), bytes as one binary frame; wsproto
+        # masks it with a fresh random key (5.3), as a client must.
+        return bytes(self._proto.send_data(message))
 
     def _encode_many(self, messages: Iterable[Message]) -> list[bytes]:
-        ws_send = self._ws.send
-        return [
-            ws_send(TextMessage(data=message))
-            if isinstance(message, str)
-            else ws_send(BytesMessage(data=message))
-            for message in messages
-        ]
+        send_data = self._proto.send_data
+        return [bytes(send_data(message)) for message in messages]
 
     def _feed(self, data: bytes | None) -> None:
-        try:
-            self._ws.receive_data(data)  # None is wsproto's spelling of EOF
-        except ProtocolError as exc:  # pragma: no cover - we stop reading once closed
-            self._lost(exc)
+        if data is None:
+            # RFC 6455 7.1.5: the TCP connection closed with no close frame seen, so the
+            # close code is 1006 (7.4.1), which is never sent: nothing is owed to the peer.
+            self._state = _CLOSED
+            self._set_error(
+                TRANSPORT_CLOSE, f"{self._where} closed the connection without a close frame"
+            )
             return
+        self._proto.receive_bytes(data)
         self._process()
 
     def _closing_frame(self, code: int) -> bytes:
-        if self._ws.state is ConnectionState.OPEN:
-            return self._ws.send(CloseConnection(code=code))
-        return b""
+        if self._state is _OPEN:
+            # RFC 6455 7.1.2: start the closing handshake (or 7.1.7: fail the connection,
+            # with a code that says why). Nothing more is sent after it (5.5.1).
+            self._state = _LOCAL_CLOSING
+            return bytes(self._proto.close(code))
+        return b""  # our close frame is out already, or the closing handshake is over
 
     def _process(self) -> None:
-        """Turn what wsproto has decoded into queued messages, owed replies or an error."""
+        """Turn the frames wsproto can decode now into queued messages, replies or an end."""
         ready = self._ready
-        for event in self._ws.events():
-            if isinstance(event, (TextMessage, BytesMessage)):
-                # wsproto types binary data as bytes | bytearray; it always hands out bytes.
-                data = cast("Message", event.data)
-                if event.message_finished and not self._parts:
-                    # The common case: a whole message in one frame, in one read.
-                    size = len(data)
-                    if size > self._quarter:
-                        if isinstance(data, str) and not data.isascii():
-                            size = len(data.encode("utf-8"))
-                        if size > self._max:
-                            self._too_big(size)
+        parts = self._parts
+        quarter = self._quarter
+        # wsproto's Frame is (opcode, payload, frame_finished, message_finished). Its message
+        # decoder reports continuation frames under their message's opcode, so only TEXT
+        # (payload: str, decoded incrementally) and BINARY (bytes) carry data; a frame longer
+        # than what has arrived comes out in pieces, message_finished only on the last one.
+        frames = cast("Iterator[tuple[Opcode, Message, bool, bool]]", self._proto.received_frames())
+        try:
+            for opcode, data, _, finished in frames:
+                if opcode is _TEXT or opcode is _BINARY:
+                    if finished and not parts:
+                        # The common case: a whole message in one frame (RFC 6455 5.4), in
+                        # one read. Only a long one needs its size looked at.
+                        if len(data) > quarter and self._too_big(data):
                             return
-                    ready.append(data)
-                elif not self._assemble(data, event.message_finished):
+                        ready.append(data)
+                    elif not self._assemble(data, finished):
+                        return
+                elif opcode is _PING:
+                    # RFC 6455 5.5.2/5.5.3: a Ping gets a Pong with the same payload, "as
+                    # soon as is practical": with the next write or before the next read.
+                    # Not once our close frame is out (LOCAL_CLOSING): the transport is over.
+                    if self._state is _OPEN:
+                        self._reply += self._proto.pong(cast("bytes", data))
+                elif opcode is _CLOSE:
+                    self._peer_closed(*cast("tuple[int, str]", data))
                     return
-            elif isinstance(event, Ping):
-                # RFC 6455 5.5.2: a Ping gets a Pong with the same payload, "as soon as is
-                # practical". It goes out with the next write or before the next read.
-                self._reply += self._ws.send(event.response())
-            elif isinstance(event, CloseConnection):
-                self._peer_closed(event)
-                return
-            # Pong (we never ping) and anything else is ignored.
+                # A Pong (RFC 6455 5.5.3: unsolicited ones are allowed; we never ping) needs
+                # nothing.
+        except ParseFailed as exc:
+            # A frame wsproto cannot accept: a reserved opcode or RSV bit, a masked frame
+            # from the server (5.1), an oversized or fragmented control frame (5.5), an
+            # orphan continuation, text that is not UTF-8 (8.1), a bad close payload (5.5.1,
+            # 7.4)... RFC 6455 7.1.7: fail the WebSocket connection, with the close code
+            # wsproto suggests (1002 or 1007). The state stays OPEN, so that close frame
+            # is what _closing_frame() sends; wsproto's decoder stops for good.
+            self._set_error(
+                TRANSPORT_ERROR,
+                f"{self._where} broke the WebSocket protocol: {exc}",
+                code=exc.code,
+                cause=exc,
+            )
+
+    def _too_big(self, data: Message) -> bool:
+        """Whether a whole one-frame message exceeds max_message_size (then fail)."""
+        size = len(data)
+        if isinstance(data, str) and not data.isascii():
+            size = len(data.encode("utf-8"))
+        if size > self._max:
+            self._fail_too_big(size)
+            return True
+        return False
 
     def _assemble(self, data: Message, finished: bool) -> bool:
         """Add a fragment (a continuation frame or part of a long frame); False if too big."""
@@ -189,21 +241,21 @@ class WebSocketTransport(StreamTransport):
             size = len(data.encode("utf-8"))
         self._size += size
         if self._size > self._max:
-            self._too_big(self._size)
+            self._fail_too_big(self._size)
             return False
-        self._parts.append(data)
+        parts = self._parts
+        parts.append(data)
         if finished:
-            parts = self._parts
-            self._parts = []
-            self._size = 0
             if isinstance(parts[0], str):
                 self._ready.append("".join(cast("list[str]", parts)))
             else:
                 self._ready.append(b"".join(cast("list[bytes]", parts)))
+            parts.clear()
+            self._size = 0
         return True
 
-    def _too_big(self, size: int) -> None:
-        self._parts = []
+    def _fail_too_big(self, size: int) -> None:
+        self._parts.clear()
         self._size = 0
         self._set_error(
             TRANSPORT_ERROR,
@@ -211,28 +263,17 @@ class WebSocketTransport(StreamTransport):
             code=CloseReason.MESSAGE_TOO_BIG,  # RFC 6455 7.4.1
         )
 
-    def _peer_closed(self, event: CloseConnection) -> None:
-        state = self._ws.state
-        if state is ConnectionState.OPEN:
-            # wsproto reports a frame it cannot parse (bad opcode, invalid UTF-8, a masked or
-            # oversized control frame...) as a CloseConnection event and leaves the state OPEN:
-            # RFC 6455 7.1.7, "Fail the WebSocket Connection", with the code it suggests.
-            # A real close frame moves the state to REMOTE_CLOSING, EOF to CLOSED.
-            self._set_error(
-                TRANSPORT_ERROR,
-                f"{self._where} broke the WebSocket protocol: {event.reason}",
-                code=event.code,
-            )
-            return
-        if state is ConnectionState.REMOTE_CLOSING:
-            # RFC 6455 5.5.1: answer a close frame with one, echoing the status code.
-            self._reply += self._ws.send(event.response())
-        if event.code == CloseReason.ABNORMAL_CLOSURE:
-            # 1006 never travels on the wire (wsproto refuses it): it is how wsproto reports EOF.
-            message = f"{self._where} closed the connection without a close frame"
-        else:
-            message = f"{self._where} closed the WebSocket (code {event.code})"
-        self._set_error(TRANSPORT_CLOSE, message)
+    def _peer_closed(self, code: int, reason: str) -> None:
+        """The server's close frame (RFC 6455 5.5.1); wsproto has checked its payload."""
+        if self._state is _OPEN:
+            # RFC 6455 5.5.1: answer a close frame with one, echoing the status code (wsproto
+            # sends no code for 1005, "no status code was present", 7.4.1). It goes out
+            # before the socket is dropped.
+            self._reply += self._proto.close(code, reason)
+        # Close frames sent and received (whether we echoed theirs or theirs answered ours,
+        # LOCAL_CLOSING): RFC 6455 5.5.1, the WebSocket connection is closed.
+        self._state = _CLOSED
+        self._set_error(TRANSPORT_CLOSE, f"{self._where} closed the WebSocket (code {code})")
 
 
 async def _read_handshake(
