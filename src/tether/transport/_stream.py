@@ -5,9 +5,9 @@ Two transports speak RFC 6455 through different sans-IO libraries (wsproto in
 ``_websocket``, websockets in ``_websockets``). Everything that does not depend on the library
 lives here, once:
 
-- :class:`StreamConnector`: checking the URL and headers, TCP (with ``TCP_NODELAY``) and TLS
-  through anyio, and closing the socket whenever an attempt fails or is cancelled. A
-  subclass adds only the WebSocket handshake.
+- :class:`StreamConnector`: checking the URL and headers, TCP (with ``TCP_NODELAY``, through
+  ``_socket.open_tcp``) and TLS through anyio, and closing the socket whenever an attempt
+  fails or is cancelled. A subclass adds only the WebSocket handshake.
 - :class:`StreamTransport`: the queue of decoded messages and its fast path, the send lock,
   control frames owed to the peer (pongs, the close echo) riding along with the next write,
   the first-reason-wins error, a write cancelled part-way poisoning the stream, and the
@@ -45,6 +45,7 @@ from ._base import (
     TransportErrorReason,
     encode_headers,
 )
+from ._socket import open_tcp
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -152,7 +153,10 @@ class StreamConnector(Generic[_T]):
 
         where = endpoint.where
         try:
-            tcp = await anyio.connect_tcp(endpoint.host, endpoint.port)
+            # An IP address gets a bare socket stream (see _socket: no asyncio transport and
+            # protocol per connection, no happy eyeballs for one address); a host name goes
+            # through anyio.connect_tcp.
+            tcp = await open_tcp(endpoint.host, endpoint.port)
         except OSError as exc:
             raise TransportError(
                 TRANSPORT_ERROR, f"cannot connect to {where}: {describe(exc)}"
