@@ -2,7 +2,7 @@
 
 Layers, from the network up::
 
-    anyio.connect_tcp (+ TLSStream)   bytes; TCP_NODELAY, since Engine.IO packets are small
+    _socket.open_tcp (+ TLSStream)    bytes; TCP_NODELAY, since Engine.IO packets are small
     wsproto.WSConnection              RFC 6455 opening handshake (HTTP/1.1 via h11), sans-IO
     wsproto FrameProtocol             RFC 6455 framing once the connection is open, sans-IO
     WebSocketTransport                whole messages (str | bytes), one TransportError type

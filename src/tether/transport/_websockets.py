@@ -3,7 +3,7 @@ middle, messages above.
 
 Layers, from the network up::
 
-    anyio.connect_tcp (+ TLSStream)   bytes; TCP_NODELAY (shared with the default, ``_stream``)
+    _socket.open_tcp (+ TLSStream)    bytes; TCP_NODELAY (shared with the default, ``_stream``)
     websockets.client.ClientProtocol  RFC 6455 handshake and framing, sans-IO
     FastWebSocketTransport            whole messages (str | bytes), one TransportError type
 
