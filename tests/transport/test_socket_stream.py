@@ -365,3 +365,17 @@ async def test_tls_over_the_stream() -> None:
             assert client.extra(SocketAttribute.raw_socket) is stream.extra(
                 SocketAttribute.raw_socket
             )
+
+
+async def test_a_send_the_kernel_takes_at_once_does_not_yield() -> None:
+    ran_meanwhile: list[str] = []
+
+    async def other() -> None:
+        ran_meanwhile.append("other")
+
+    with anyio.fail_after(TIMEOUT):
+        async with connected() as (stream, conn), anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            await stream.send(b"small")  # room in the kernel buffer: no trip to the loop
+            assert ran_meanwhile == []
+            assert conn.recv(100) == b"small"

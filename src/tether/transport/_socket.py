@@ -39,11 +39,12 @@ _IN_PROGRESS: Final = frozenset(
 class SocketStream(anyio.abc.SocketStream):
     """An ``anyio.abc.SocketStream`` over a connected, non-blocking TCP socket it owns.
 
-    Like anyio's streams, every ``receive()`` and ``send()`` is a checkpoint (it lets other
-    tasks run and can be cancelled, even when the socket was ready), and a cancelled
-    ``receive()`` loses no bytes. Unlike them it keeps no guard against two tasks reading
-    (or writing) at once: the transports above never do that (one reader, a send lock), and
-    ``wait_readable`` itself refuses a second waiter with ``BusyResourceError``.
+    Like anyio's streams, every ``receive()`` is a checkpoint (it lets other tasks run and
+    can be cancelled, even when the socket was ready), and a cancelled ``receive()`` loses
+    no bytes. Unlike them, a ``send()`` the kernel takes whole at once does not yield (it
+    still raises if the scope is cancelled already), and there is no guard against two
+    tasks reading (or writing) at once: the transports above never do that (one reader, a
+    send lock), and ``wait_readable`` itself refuses a second waiter (``BusyResourceError``).
 
     Extra attributes (``raw_socket``, ``family``, the addresses and ports) come from
     ``anyio.abc.SocketStream`` through ``_raw_socket``.
@@ -115,10 +116,13 @@ class SocketStream(anyio.abc.SocketStream):
         return data
 
     async def send(self, item: bytes) -> None:
-        # Checkpoint first: a send cancelled at its start has sent nothing, and one that
-        # returns has sent everything. Only a send cancelled while waiting for room in the
-        # kernel buffer may have sent part of item (the transports poison the stream then).
-        await anyio.lowlevel.checkpoint()
+        # A send in a cancelled scope sends nothing; one that returns has sent everything.
+        # Only a send cancelled while waiting for room in the kernel buffer may have sent
+        # part of item (the transports poison the stream then). When the kernel takes it all
+        # at once the send does not yield (like anyio's fast_acquire locks): one event loop
+        # turn less per call() round trip (about 5 µs of CPU), and the writers above never
+        # loop on send without awaiting something else in between.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
         try:
             try:
