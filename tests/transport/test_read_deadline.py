@@ -8,8 +8,10 @@ Run with both WebSocket transports against a real socket server, and with the me
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -20,10 +22,19 @@ from tether.transport import (
     FastWebSocketConnector,
     MemoryConnector,
     Transport,
+    TransportError,
     WebSocketConnector,
 )
 
-from .test_websocket import TEXT, RawServer, frame, raw_server, read_frame, wait_for_eof
+from .test_websocket import (
+    PING,
+    TEXT,
+    RawServer,
+    frame,
+    raw_server,
+    read_frame,
+    wait_for_eof,
+)
 
 __all__ = ["raw_server"]  # a fixture, imported to be used here
 
@@ -163,3 +174,41 @@ async def test_a_message_arriving_before_the_deadline_is_returned(
         with anyio.fail_after(TIMEOUT):
             await transport.send("echo me")
             assert await transport.receive() == "echo me"
+
+
+@pytest.mark.parametrize("kind", ["wsproto", "websockets"])
+async def test_a_pong_stuck_behind_a_blocked_write_does_not_hold_the_deadline(
+    kind: str, raw_server: Callable[..., RawServer]
+) -> None:
+    # The peer stops reading, so a big send blocks holding the send lock; then it pings.
+    # The reader owes a pong it cannot send: it must still come back at its read deadline
+    # (the driver's heartbeat runs on it), not wait for the lock for ever.
+    done = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(frame(PING, b"hb"))
+        done.wait(TIMEOUT)
+
+    server = raw_server(script)
+    real = (WebSocketConnector if kind == "wsproto" else FastWebSocketConnector)()
+    transport = await real.connect(
+        server.url(), headers=(), ssl_context=None, max_message_size=1000
+    )
+    try:
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+
+                async def flood() -> None:
+                    with contextlib.suppress(TransportError):
+                        await transport.send(b"x" * 64_000_000)
+
+                tg.start_soon(flood)
+                await anyio.wait_all_tasks_blocked()  # the writer holds the lock, blocked
+                transport.read_deadline = anyio.current_time() + 0.2
+                assert await transport.receive() is None
+                assert await transport.receive() is None  # and again: still owed, not stuck
+                tg.cancel_scope.cancel()
+    finally:
+        done.set()
+        await transport.aclose()
+        await server.finish()

@@ -383,8 +383,6 @@ class StreamTransport:
     async def _receive_slow(self) -> Message | None:
         ready = self._ready
         while True:
-            if self._reply and self._error is None:
-                await self._flush_reply()
             if self._error is not None:
                 await self._shutdown()
                 if ready:
@@ -393,31 +391,37 @@ class StreamTransport:
             if ready:
                 return ready.pop()
             # The read deadline is checked once per socket read, not per message: a busy
-            # connection still sees its deadlines, and only the read itself is cancellable
-            # (a pong being written above is not, so the stream is never left half-written;
-            # anyio's TLS stream writes inside a read only for TLS post-handshake messages).
+            # connection still sees its deadlines. It bounds everything this call waits
+            # for: the owed pong's turn at the send lock and its write, then the read. A
+            # writer stuck on a peer that stopped reading can then never hold up the
+            # deadlines (the heartbeat would not fire), and a pong cut off part-way fails the
+            # connection (see _write) rather than leaving half a frame.
             deadline = self._read_deadline
-            try:
-                if deadline == math.inf:
-                    data: bytes | None = await self._stream.receive(self._read_size)
-                elif anyio.current_time() >= deadline:
-                    return None
-                else:
-                    with anyio.CancelScope(deadline=deadline) as scope:
-                        self._read_scope = scope
+            if anyio.current_time() >= deadline:  # math.inf never passes
+                await anyio.lowlevel.checkpoint()  # a caller looping on None still yields
+                return None
+            with anyio.CancelScope(deadline=deadline) as scope:
+                self._read_scope = scope
+                try:
+                    if self._reply:
+                        await self._flush_reply()
+                    if self._error is None:
                         try:
-                            data = await self._stream.receive(self._read_size)
-                        finally:
-                            self._read_scope = None
-                    if scope.cancelled_caught:
-                        return None  # nothing was read: anyio's receive is cancel-safe
-            except anyio.EndOfStream:
-                data = None
-            except IO_ERRORS as exc:
-                self._lost(exc)
-                continue
-            self._feed(data)
-            ready.reverse()
+                            data: bytes | None = await self._stream.receive(self._read_size)
+                        except anyio.EndOfStream:
+                            data = None
+                        except IO_ERRORS as exc:
+                            self._lost(exc)
+                            continue
+                        self._feed(data)  # None: EOF
+                        ready.reverse()
+                finally:
+                    self._read_scope = None
+            if scope.cancelled_caught:
+                # Cut off waiting (nothing lost: the socket streams' reads are cancel-safe;
+                # anyio's TLS stream writes inside a read only for TLS post-handshake
+                # messages) or writing the pong (then the connection has failed).
+                return None
 
     # --- writing -----------------------------------------------------------------------
 
