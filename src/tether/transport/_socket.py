@@ -52,12 +52,13 @@ class SocketStream(anyio.abc.SocketStream):
 
     # No per-instance __dict__ is ever filled: the socket, and bytes a cancelled receive()
     # had already taken from it, are all a connection holds here.
-    __slots__ = ("_pending", "_sock")
+    __slots__ = ("_drained", "_pending", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._pending = b""
+        self._drained = False  # the last read was short: wait before the next recv
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} fd={self._sock.fileno()}>"
@@ -72,13 +73,30 @@ class SocketStream(anyio.abc.SocketStream):
         if self._pending:
             return await self._receive_pending(max_bytes)
         sock = self._sock
-        try:
-            data = sock.recv(max_bytes)
-        except BlockingIOError:
-            # Nothing there yet (the usual case for an idle connection): the wait is the
-            # checkpoint, and it takes nothing from the socket, so cancelling it loses nothing.
-            # Inline, not a helper coroutine: an idle connection waits here, and every
-            # suspended coroutine is a frame held per connection (about 0.2 KB).
+        data: bytes | None = None
+        if not self._drained:
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise _failure(sock) from exc
+            else:
+                # The data was already there. Checkpoint anyway, so that a peer flooding us
+                # cannot starve the other tasks; but after the recv, not before: a
+                # checkpoint before it would cost a second trip through the event loop
+                # whenever the socket is not ready. If the checkpoint is cancelled, the bytes
+                # are kept for the next receive() instead of being lost.
+                try:
+                    await anyio.lowlevel.checkpoint()
+                except BaseException:
+                    self._pending = data
+                    raise
+        if data is None:
+            # Nothing there (the usual case for an idle connection, and always after a short
+            # read): the wait is the checkpoint, and it takes nothing from the socket, so
+            # cancelling it loses nothing. Inline, not a helper coroutine: an idle connection
+            # waits here, and every suspended coroutine is a frame held per connection.
             while True:
                 # Raises ClosedResourceError if aclose() runs meanwhile (notify_closing).
                 await anyio.wait_readable(sock)
@@ -89,19 +107,11 @@ class SocketStream(anyio.abc.SocketStream):
                     continue  # woken without data (it can happen): wait again
                 except OSError as exc:
                     raise _failure(sock) from exc
-        except OSError as exc:
-            raise _failure(sock) from exc
-        else:
-            # The data was already there. Checkpoint anyway, so that a peer flooding us
-            # cannot starve the other tasks; but after the recv, not before: a checkpoint
-            # before it would cost a second trip through the event loop whenever the socket
-            # is not ready. If the checkpoint is cancelled, the bytes are kept for the next
-            # receive() instead of being lost.
-            try:
-                await anyio.lowlevel.checkpoint()
-            except BaseException:
-                self._pending = data
-                raise
+        # A read shorter than asked emptied the kernel's buffer: the next one waits for the
+        # socket first instead of trying a recv that would fail with EAGAIN (a system call
+        # and an exception saved per round trip). If more came meanwhile, the wait returns at
+        # once.
+        self._drained = len(data) < max_bytes
         if not data:
             raise anyio.EndOfStream
         return data
