@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar, overload
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._listeners import Listener, ListenerRegistry
 from ._url import build_websocket_url, redact_url
@@ -232,6 +233,7 @@ class RealtimeClient:
         "_dispatch_idle",
         "_dispatch_space",
         "_dispatching",
+        "_early_facts",
         "_final_error",
         "_headers",
         "_last_error",
@@ -239,7 +241,6 @@ class RealtimeClient:
         "_max_message_size",
         "_path",
         "_query",
-        "_queue_every_fact",
         "_session",
         "_sessions_done",
         "_sessions_running",
@@ -339,7 +340,7 @@ class RealtimeClient:
         # Facts for the dispatcher; it takes the whole list at once (a list, not a deque:
         # 0.6 KB less on every client).
         self._dispatch: list[Any] = []
-        self._queue_every_fact = False  # see __aenter__
+        self._early_facts: list[Any] | None = None  # see __aenter__
         self._dispatching = False  # a dispatcher task is running
         self._dispatch_space: anyio.Event | None = None
         self._dispatch_idle: anyio.Event | None = None
@@ -363,13 +364,13 @@ class RealtimeClient:
         if self._dispatch:  # facts from before entering (a close())
             self._start_dispatcher()
         if self._auto_connect:
-            # The facts of this open() (idle -> connecting) are queued whoever listens: the
-            # listeners registered right after `async with ... as rt:` must see them.
-            self._queue_every_fact = True
-            try:
-                self.open()  # first: the session task starts connecting before the timer
-            finally:
-                self._queue_every_fact = False
+            # The facts of this open() (idle -> connecting) are held until the next fact and
+            # then go to the listeners registered by then: those added right after
+            # `async with ... as rt:` see them, and nobody listening costs no dispatcher.
+            self._early_facts = []
+            self.open()  # first: the session task starts connecting before the timer
+            if not self._early_facts:
+                self._early_facts = None
         self._start_timer()
         return self
 
@@ -664,6 +665,12 @@ class RealtimeClient:
     def _handle_events(self, events: list[Any]) -> bool:
         dispatch = self._dispatch
         lifecycle = False
+        early = self._early_facts
+        if early:  # the facts of entering, held until now (see __aenter__)
+            self._early_facts = None
+            listeners = self._listeners
+            dispatch.extend(f for f in early if _LIFECYCLE_EVENTS[type(f)] in listeners)
+            early = None
         for event in events:
             kind = type(event)
             if kind is EventReceived:
@@ -702,9 +709,11 @@ class RealtimeClient:
                         self._final_error = self._last_error
                     else:
                         self._final_error = ConnectError(event.reason or "closed")
-                # Queued only if someone listens now: a connect then costs no dispatcher
-                # task when nobody waits for its facts (specs/client.md).
-                if self._queue_every_fact or _LIFECYCLE_EVENTS[kind] in self._listeners:
+                if early is not None:
+                    early.append(event)  # entering: held (see __aenter__)
+                elif _LIFECYCLE_EVENTS[kind] in self._listeners:
+                    # Queued only if someone listens now: a connect then costs no dispatcher
+                    # task when nobody waits for its facts (specs/client.md).
                     dispatch.append(event)
         if dispatch and not self._dispatching:
             self._start_dispatcher()
@@ -921,6 +930,9 @@ class RealtimeClient:
                     await self._write_loop(session)
                 if lifecycle and self._timer_reader is None and core.is_connected:
                     self._keep_timer(transport, session)
+                    # Connected: let the tasks waiting for it (wait_connected) run before
+                    # this one goes back to reading.
+                    await anyio.lowlevel.checkpoint()
                 if len(self._dispatch) >= DISPATCH_QUEUE_LIMIT:
                     await self._wait_for_dispatch_space(transport)
         except TransportError as exc:
