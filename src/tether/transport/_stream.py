@@ -397,24 +397,16 @@ class StreamTransport:
             # deadlines (the heartbeat would not fire), and a pong cut off part-way fails the
             # connection (see _write) rather than leaving half a frame.
             deadline = self._read_deadline
-            if anyio.current_time() >= deadline:  # math.inf never passes
+            if deadline == math.inf:  # nobody keeps time on this read: no scope to pay for
+                await self._flush_and_read()
+                continue
+            if anyio.current_time() >= deadline:
                 await anyio.lowlevel.checkpoint()  # a caller looping on None still yields
                 return None
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._read_scope = scope
                 try:
-                    if self._reply:
-                        await self._flush_reply()
-                    if self._error is None:
-                        try:
-                            data: bytes | None = await self._stream.receive(self._read_size)
-                        except anyio.EndOfStream:
-                            data = None
-                        except IO_ERRORS as exc:
-                            self._lost(exc)
-                            continue
-                        self._feed(data)  # None: EOF
-                        ready.reverse()
+                    await self._flush_and_read()
                 finally:
                     self._read_scope = None
             if scope.cancelled_caught:
@@ -422,6 +414,23 @@ class StreamTransport:
                 # anyio's TLS stream writes inside a read only for TLS post-handshake
                 # messages) or writing the pong (then the connection has failed).
                 return None
+
+    async def _flush_and_read(self) -> None:
+        """Write the control frames owed to the peer, then read once and decode what came:
+        messages onto the ready stack, the end into ``self._error``."""
+        if self._reply:
+            await self._flush_reply()
+            if self._error is not None:
+                return
+        try:
+            data: bytes | None = await self._stream.receive(self._read_size)
+        except anyio.EndOfStream:
+            data = None
+        except IO_ERRORS as exc:
+            self._lost(exc)
+            return
+        self._feed(data)  # None: EOF
+        self._ready.reverse()
 
     # --- writing -----------------------------------------------------------------------
 
