@@ -124,7 +124,10 @@ class Transport(Protocol):
         The driver's timer while a transport is open: the task that reads also keeps the
         heartbeat and ack deadlines, without a task of its own. Settable at any time, also
         while ``receive()`` is waiting; messages already received are still returned first.
-        Only the wait for the peer is interrupted, never a write the transport makes.
+        It bounds everything ``receive()`` waits for: the peer, and the turn and the write
+        of a control frame owed to the peer (a pong). A write cut off part-way fails the
+        transport (``"transport error"``) rather than leaving half a frame; a wait cut off
+        loses nothing.
         """
         ...
 
