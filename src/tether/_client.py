@@ -8,20 +8,24 @@ and time in and out of it. After **every** call into the core, :meth:`RealtimeCl
 drains the core's outbox and events:
 
 * outgoing messages go to the current transport *session*'s write queue, and are written
-  by whoever finds no write under way: the reader (pongs, the namespace CONNECT), ``call()``
-  (its own packet), or else a writer task started for them;
+  by whoever finds no write under way: the reader (the namespace CONNECT, before the
+  connect), ``call()`` (its own packet), or else a writer task started for them;
 * ``OpenTransport`` starts a session task (credentials → connect → read until closed);
 * ``CloseTransport`` tells that session to flush what it has queued and close;
 * facts for the user (connect, disconnect, events ...) go to the dispatcher's queue, except
   the bookkeeping that must be immediate (ack results, ``wait_connected`` wake-ups);
-* if the core's next deadline moved earlier, the timer task is woken.
+* if the core's next deadline moved earlier, whoever keeps the deadlines learns of it: the
+  connected reader (its transport's read deadline), the timer task (woken), or a new timer
+  task when nobody keeps that deadline.
 
-One anyio task group per client holds: the timer task, one task per transport session
-(connect, then read), and, only while they have work, the dispatcher and a writer. An idle
-connected client has two tasks (a task costs about 3.5 KB). Listener calls run only in the
-dispatcher, never on the reader, so a slow listener cannot delay a pong (contract 2.3); the
-dispatcher's queue is bounded, and when it is full the reader stops reading (TCP
-backpressure) rather than letting memory grow.
+One anyio task group per client holds one task per transport session (connect, then read)
+and, only while they have work, the timer (backoff waits, deadlines nobody else keeps), the
+dispatcher and a writer. A connecting session keeps its own attempt's timeout; from its
+first read the session's reader keeps every deadline through the transport's read deadline
+(specs/client.md). An idle connected client has one task (a task costs about 3.5 KB).
+Listener calls run only in the dispatcher, never on the reader, so a slow listener cannot
+delay a pong (contract 2.3); the dispatcher's queue is bounded, and when it is full the
+reader stops reading (TCP backpressure) rather than letting memory grow.
 """
 
 from __future__ import annotations
@@ -228,6 +232,7 @@ class RealtimeClient:
         "_caller_woken",
         "_calls",
         "_changed",
+        "_connect_keeper",
         "_connector",
         "_core",
         "_dispatch",
@@ -338,6 +343,9 @@ class RealtimeClient:
         self._timer_running = False
         self._timer_wake: anyio.Event | None = None  # while the timer task waits
         self._timer_reader: Transport | None = None  # whose reader keeps the deadlines
+        # The session whose task keeps its own attempt's timeout while it connects (when no
+        # timer task runs): a connect then starts no timer task at all.
+        self._connect_keeper: _Session | None = None
         # Facts for the dispatcher; it takes the whole list at once (a list, not a deque:
         # 0.6 KB less on every client).
         self._dispatch: list[Any] = []
@@ -373,7 +381,7 @@ class RealtimeClient:
             self.open()  # first: the session task starts connecting before the timer
             if not self._early_facts:
                 self._early_facts = None
-        self._start_timer()
+        self._ensure_timer()
         return self
 
     async def __aexit__(
@@ -647,6 +655,8 @@ class RealtimeClient:
                     self._dispatch_space = None
             elif self._timer_wake is not None:
                 self._timer_wake.set()
+            elif not self._timer_running and not self._connect_keeps(deadline):
+                self._start_timer()
 
     def _drain(self) -> bool:
         """Route the core's output; True when a lifecycle fact may have moved a deadline.
@@ -735,29 +745,49 @@ class RealtimeClient:
             self._timer_running = True
             task_group.start_soon(self._timer_loop, name="tether timer")
 
+    def _ensure_timer(self) -> None:
+        """Start the timer task if the core has a deadline that nobody keeps."""
+        deadline = self._core.next_deadline()
+        if deadline is not None and not self._connect_keeps(deadline):
+            self._start_timer()
+
+    def _connect_keeps(self, deadline: float) -> bool:
+        """Whether a connecting session's own timeout covers ``deadline``."""
+        attempt_deadline = self._core.attempt_deadline
+        return (
+            self._connect_keeper is not None
+            and attempt_deadline is not None
+            and deadline >= attempt_deadline
+        )
+
     async def _timer_loop(self) -> None:
-        """Handle the core's deadlines until a connected session's reader takes them over."""
+        """Handle the core's deadlines until there are none, or a reader takes them over."""
         core = self._core
         try:
             while self._timer_reader is None:
                 deadline = core.next_deadline()
-                self._timer_target = math.inf if deadline is None else deadline
-                if deadline is not None and anyio.current_time() >= deadline:
+                if deadline is None:
+                    break  # nothing to keep: the next deadline (_pump) starts a timer again
+                self._timer_target = deadline
+                if anyio.current_time() >= deadline:
                     core.handle_timer(now=anyio.current_time())
                     self._pump()
                     continue
                 wake = self._timer_wake = anyio.Event()
-                with anyio.move_on_at(self._timer_target):
+                with anyio.move_on_at(deadline):
                     await wake.wait()
         finally:
             self._timer_running = False
             self._timer_wake = None
+            if self._timer_reader is None:
+                self._timer_target = math.inf  # nobody waits for anything now
 
     def _keep_timer(self, transport: Transport, session: _Session) -> None:
         """Let the reader of ``transport`` keep the deadlines: the timer task ends.
 
-        From here on that reader waits for nothing but ``receive()`` (its writes go to a
-        writer task), so the read deadline is all the timer it needs.
+        From here on that reader waits for nothing but ``receive()`` and, before the
+        connect, its own short writes bounded by the deadline (later writes go to a writer
+        task), so the read deadline is all the timer it needs.
         """
         if session.closing:
             return  # the timer task keeps them: this reader is about to end
@@ -774,7 +804,14 @@ class RealtimeClient:
             self._timer_reader = None
             transport.read_deadline = math.inf
             self._timer_target = math.inf  # the timer task computes it again
-            self._start_timer()
+            self._ensure_timer()
+
+    def _connect_over(self, session: _Session) -> None:
+        """``session`` stops keeping its own attempt's timeout (connected, failed, ended)."""
+        if self._connect_keeper is session:
+            self._connect_keeper = None
+            if self._timer_reader is None and not self._timer_running:
+                self._timer_target = math.inf  # nobody waits: the next _pump starts a timer
 
     def _read_deadline_passed(self, transport: Transport) -> None:
         """The reader's ``receive()`` returned at the read deadline: run the timer once."""
@@ -816,6 +853,7 @@ class RealtimeClient:
         session = _Session(event.token, event.attempt)
         self._session = session
         self._sessions_running += 1
+        self._connect_keeper = session
         session.task = self._task_group.start_soon(
             self._run_session, session, name=f"tether transport {event.token}"
         )
@@ -828,6 +866,8 @@ class RealtimeClient:
                 # last write is done, or the transport fails).
                 await self._read_loop(session, transport)
         finally:
+            self._connect_over(session)
+            self._ensure_timer()
             transport = session.transport
             if transport is not None:
                 with anyio.CancelScope(shield=True):
@@ -854,25 +894,44 @@ class RealtimeClient:
             # A failing or ill-typed auth/headers/query callable: report it as this attempt's
             # error, without its text (it may quote a secret).
             logger.warning("tether: credentials for attempt failed: %s", type(exc).__name__)
+            self._connect_over(session)
             core.transport_failed(
                 token, f"credentials failed: {type(exc).__name__}", now=self._now()
             )
             self._pump()
             return None
+        opening = self._connector.connect(
+            url,
+            headers=list((headers or {}).items()),
+            ssl_context=self._ssl,
+            max_message_size=self._max_message_size,
+        )
+        attempt_deadline = core.attempt_deadline
         try:
-            transport = await self._connector.connect(
-                url,
-                headers=list((headers or {}).items()),
-                ssl_context=self._ssl,
-                max_message_size=self._max_message_size,
-            )
+            if self._connect_keeper is session and attempt_deadline is not None:
+                # No timer task runs: this task keeps its attempt's timeout itself. (A call
+                # with an earlier timeout made meanwhile starts the timer task, see _pump.)
+                with anyio.move_on_at(attempt_deadline) as scope:
+                    transport = await opening
+                if scope.cancelled_caught:
+                    self._connect_over(session)
+                    core.handle_timer(now=anyio.current_time())
+                    self._pump()
+                    return None
+            else:
+                transport = await opening
         except TransportError as exc:
+            self._connect_over(session)
             core.transport_failed(token, str(exc), now=self._now())
             self._pump()
             return None
         session.transport = transport
+        self._connect_over(session)
         if session.closing:
             return None
+        # The reader keeps the deadlines from its first read on (the attempt's timeout, the
+        # heartbeat, ack timeouts): the timer task ends if it runs.
+        self._keep_timer(transport, session)
         core.transport_opened(token, auth, now=self._now())
         self._pump()
         return transport
@@ -902,6 +961,7 @@ class RealtimeClient:
         data_to_send = core.data_to_send
         drain_events = core.drain_events
         handle_events = self._handle_events
+        connected = False
         try:
             while True:
                 message = await receive()
@@ -912,14 +972,15 @@ class RealtimeClient:
                     return
                 core.receive(message, now=current_time())
                 # _drain(), inlined. What receiving produced before the connect (the
-                # namespace CONNECT, the flush after it) is written by this task; once
-                # this task keeps the deadlines, a writer task writes (a pong, now and then).
+                # namespace CONNECT) is written by this task; once connected, a writer task
+                # writes (the flush after the connect, a pong now and then), so that this
+                # task, which keeps the deadlines, never waits on a peer that stopped reading.
                 write = False
                 data = data_to_send()
                 if data and not session.closing:
                     session.outgoing.extend(data)
                     if not session.writing:
-                        if self._timer_reader is transport:
+                        if connected:
                             self._start_writer(session)
                         else:
                             write = session.writing = True  # a close now waits for this
@@ -931,9 +992,9 @@ class RealtimeClient:
                     self._pump()
                     lifecycle = True
                 if write:
-                    await self._write_loop(session)
-                if lifecycle and self._timer_reader is None and core.is_connected:
-                    self._keep_timer(transport, session)
+                    await self._write_before_connect(session, transport)
+                if lifecycle and not connected and core.is_connected:
+                    connected = True
                     self._caller_woken = True  # wait_connected() returns now
                 if self._caller_woken:
                     # A call() got its ack, or wait_connected() its connect: let it run
@@ -950,6 +1011,21 @@ class RealtimeClient:
             self._transport_lost(session, "transport error")
         finally:
             self._release_timer(transport)
+
+    async def _write_before_connect(self, session: _Session, transport: Transport) -> None:
+        """Write what the handshake produced (the namespace CONNECT) from the reader.
+
+        Bounded by the deadline this reader keeps: on a fresh socket a few bytes never wait,
+        but if they did, the attempt's timeout must still fire (a write cut off fails the
+        transport, and with it this attempt).
+        """
+        if self._timer_reader is not transport:
+            await self._write_loop(session)
+            return
+        with anyio.move_on_at(self._timer_target) as scope:
+            await self._write_loop(session)
+        if scope.cancelled_caught:
+            self._read_deadline_passed(transport)
 
     async def _wait_for_dispatch_space(self, transport: Transport) -> None:
         """Backpressure: stop reading until the listeners catch up (deadlines still run)."""

@@ -180,3 +180,41 @@ async def test_listeners_registered_right_after_entering_see_the_first_state_cha
         (tether.State.IDLE, tether.State.CONNECTING),
         (tether.State.CONNECTING, tether.State.CONNECTED),
     ]
+
+
+async def test_a_connect_starts_no_timer_task_and_still_times_out() -> None:
+    # While the session connects, its own task keeps the attempt's timeout.
+    connector = MemoryConnector()
+    connector.hang_next()
+    errors: list[str] = []
+    async with client(connector, timeout=0.2, reconnection_delay=5) as rt:
+        rt.on_error(lambda e: errors.append(e.message))
+        await anyio.wait_all_tasks_blocked()
+        assert tether_tasks() == ["tether transport 1"]  # no timer task
+        await wait_until(lambda: errors == ["timeout"])
+        # Then the backoff wait is the timer task's.
+        await wait_until(lambda: tether_tasks() == ["tether timer"])
+
+
+async def test_a_call_timeout_while_the_connect_hangs_starts_the_timer() -> None:
+    connector = MemoryConnector()
+    connector.hang_next()
+    async with client(connector, timeout=30) as rt:
+        await anyio.wait_all_tasks_blocked()
+        assert "tether timer" not in tether_tasks()
+        with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
+            await rt.call("slow", timeout=0.05)  # earlier than the attempt's 30 s
+        assert rt.state is tether.State.CONNECTING
+
+
+async def test_a_closed_client_holds_no_task() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        await server.accept()
+        await rt.wait_connected(5)
+        await rt.aclose()
+        await wait_until(lambda: tether_tasks() == [])
+        rt.open()  # and it comes back to life
+        await server.accept()
+        await rt.wait_connected(5)

@@ -69,6 +69,7 @@ def test_handshake_from_open_to_connected() -> None:
     ]
     # The attempt's timeout runs from here.
     assert h.conn.next_deadline() == h.now + 20.0
+    assert h.conn.attempt_deadline == h.now + 20.0
 
     step = h.opened({"token": "t1"})
     assert step.sent == [] and step.events == []  # nothing to say until the server speaks
@@ -84,6 +85,7 @@ def test_handshake_from_open_to_connected() -> None:
         SocketConnected("abc", recovered=False),
     ]
     assert (h.conn.is_connected, h.conn.sid, h.state) == (True, "abc", State.CONNECTED)
+    assert h.conn.attempt_deadline is None  # the attempt is over
 
 
 def test_connect_without_auth_sends_a_bare_connect() -> None:

@@ -225,6 +225,11 @@ class Connection:
         self._events = []
         return events
 
+    @property
+    def attempt_deadline(self) -> float | None:
+        """When the connection attempt in flight times out (``timeout``), if one is."""
+        return self._attempt_deadline
+
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or ``None`` for never."""
         deadline: float | None = None
