@@ -884,9 +884,18 @@ class RealtimeClient:
         core = self._core
         token = session.token
         try:
-            auth = await _resolve(self._auth, "auth")
-            headers = _as_str_map(await _resolve(self._headers, "headers"), "headers")
-            query = _as_str_map(await _resolve(self._query, "query"), "query")
+            # Callables are run for every attempt (fresh tokens); plain values need no await.
+            auth = self._auth
+            if callable(auth):
+                auth = await _resolve(auth, "auth")
+            headers = self._headers
+            if callable(headers):
+                headers = await _resolve(headers, "headers")
+            headers = _as_str_map(headers, "headers")
+            query = self._query
+            if callable(query):
+                query = await _resolve(query, "query")
+            query = _as_str_map(query, "query")
             if auth is not None and not isinstance(auth, Mapping):
                 raise TypeError(f"auth must be a dict, got {type(auth).__name__}")
             url = self._ws_url or build_websocket_url(self._url, path=self._path, query=query)

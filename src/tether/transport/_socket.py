@@ -181,7 +181,7 @@ def _failure(sock: socket.socket) -> Exception:
 
 
 async def open_tcp(host: str, port: int) -> anyio.abc.SocketStream:
-    """Open a TCP connection to ``host``:``port``.
+    """Open a TCP connection to ``host``:``port``, with ``TCP_NODELAY`` set.
 
     An IP address is connected directly into a :class:`SocketStream`; a host name goes
     through ``anyio.connect_tcp`` (DNS, happy eyeballs) and its stream is returned as is.
@@ -193,11 +193,18 @@ async def open_tcp(host: str, port: int) -> anyio.abc.SocketStream:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return await anyio.connect_tcp(host, port)
+        stream = await anyio.connect_tcp(host, port)
+        try:
+            _set_nodelay(stream.extra(anyio.abc.SocketAttribute.raw_socket))
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+        return stream
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
+        _set_nodelay(sock)
         # connect_ex: no exception object for the expected "in progress" answer.
         error = sock.connect_ex((host, port))
         if error in _IN_PROGRESS:
@@ -212,3 +219,8 @@ async def open_tcp(host: str, port: int) -> anyio.abc.SocketStream:
         sock.close()
         raise
     return SocketStream(sock)
+
+
+def _set_nodelay(sock: socket.socket) -> None:
+    """Engine.IO packets are small and latency-bound: don't let Nagle hold them back."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

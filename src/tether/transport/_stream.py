@@ -5,8 +5,8 @@ Two transports speak RFC 6455 through different sans-IO libraries (wsproto in
 ``_websocket``, websockets in ``_websockets``). Everything that does not depend on the library
 lives here, once:
 
-- :class:`StreamConnector`: checking the URL and headers, TCP (with ``TCP_NODELAY``, through
-  ``_socket.open_tcp``) and TLS through anyio, and closing the socket whenever an attempt
+- :class:`StreamConnector`: checking the URL and headers, TCP (``_socket.open_tcp``, with
+  ``TCP_NODELAY``) and TLS through anyio, and closing the socket whenever an attempt
   fails or is cancelled. A subclass adds only the WebSocket handshake.
 - :class:`StreamTransport`: the queue of decoded messages and its fast path, the send lock,
   control frames owed to the peer (pongs, the close echo) riding along with the next write,
@@ -58,7 +58,6 @@ __all__ = [
     "StreamTransport",
     "describe",
     "parse_url",
-    "set_nodelay",
 ]
 
 #: Bytes asked of the socket per read. Large enough that a burst of small messages costs one
@@ -165,7 +164,6 @@ class StreamConnector(Generic[_T]):
         stream: anyio.abc.ByteStream = tcp
         stage = "TLS handshake with" if endpoint.secure else "WebSocket handshake with"
         try:
-            set_nodelay(tcp)
             if ssl_context is not None and endpoint.secure:
                 # standard_compatible=False: many servers drop TLS without close_notify, and
                 # WebSocket framing already tells a complete message from a truncated one.
@@ -558,13 +556,6 @@ def parse_url(url: str) -> tuple[str, str, int, str, str]:
     if not target.isascii():  # build_websocket_url percent-encodes; a hand-made URL may not
         raise ValueError(f"the URL {redact_url(url)} must be percent-encoded (ASCII only)")
     return scheme, host, port, host_header, target
-
-
-def set_nodelay(stream: anyio.abc.SocketStream) -> None:
-    """Engine.IO packets are small and latency-bound: don't let Nagle hold them back."""
-    # asyncio and trio both set it today; saying so here keeps it true if either changes.
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def describe(exc: BaseException) -> str:
