@@ -18,16 +18,20 @@ unchanged:
 
 from __future__ import annotations
 
+import math
 import re
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal, Protocol, TypeAlias
+
+import anyio
 
 __all__ = [
     "TRANSPORT_CLOSE",
     "TRANSPORT_ERROR",
     "Connector",
     "Message",
+    "ReadDeadline",
     "Transport",
     "TransportError",
     "TransportErrorReason",
@@ -150,6 +154,30 @@ class Transport(Protocol):
         Idempotent, bounded in time (about a second), and never raises.
         """
         ...
+
+
+class ReadDeadline:
+    """``Transport.read_deadline`` for a transport class: the deadline, and the cancel
+    scope of the read now waiting under it, which a new deadline moves too.
+
+    The transport enters its read's scope as ``self._read_scope`` (and clears it after);
+    until a deadline is set, the class defaults stand in (no storage per instance).
+    """
+
+    _read_deadline: float = math.inf
+    _read_scope: anyio.CancelScope | None = None
+
+    @property
+    def read_deadline(self) -> float:
+        """The anyio clock time past which ``receive()`` returns ``None`` rather than wait."""
+        return self._read_deadline
+
+    @read_deadline.setter
+    def read_deadline(self, deadline: float) -> None:
+        self._read_deadline = deadline
+        scope = self._read_scope
+        if scope is not None:  # a receive() is waiting: move its deadline too
+            scope.deadline = deadline
 
 
 class Connector(Protocol):

@@ -41,6 +41,7 @@ from ._base import (
     TRANSPORT_CLOSE,
     TRANSPORT_ERROR,
     Message,
+    ReadDeadline,
     TransportError,
     TransportErrorReason,
     encode_headers,
@@ -158,28 +159,15 @@ class _MemoryEnd:
             self._inbox.leave(error)
 
 
-class MemoryTransport(_MemoryEnd):
+class MemoryTransport(ReadDeadline, _MemoryEnd):
     """The client's end of a memory connection; a :class:`~tether.transport.Transport`."""
 
     def __init__(self, inbox: _Pipe, outbox: _Pipe, where: str, max_message_size: int) -> None:
         super().__init__(inbox, outbox, where)
         self._max = max_message_size
-        self._read_deadline = math.inf
-        self._read_scope: anyio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self._where} {'closed' if self.closed else 'open'}>"
-
-    @property
-    def read_deadline(self) -> float:
-        """Past this anyio clock time, ``receive()`` returns ``None`` instead of waiting."""
-        return self._read_deadline
-
-    @read_deadline.setter
-    def read_deadline(self, deadline: float) -> None:
-        self._read_deadline = deadline
-        if self._read_scope is not None:
-            self._read_scope.deadline = deadline
 
     async def receive(self) -> Message | None:
         """Return the next message, or ``None`` once ``read_deadline`` has passed and no

@@ -41,6 +41,7 @@ from ._base import (
     TRANSPORT_CLOSE,
     TRANSPORT_ERROR,
     Message,
+    ReadDeadline,
     TransportError,
     TransportErrorReason,
     encode_headers,
@@ -252,7 +253,7 @@ class SendLock:
             self._locked = False
 
 
-class StreamTransport:
+class StreamTransport(ReadDeadline):
     """An open WebSocket connection over an anyio byte stream; see :class:`Transport`.
 
     Subclasses bind a WebSocket library: ``_encode``/``_encode_many`` turn messages into
@@ -277,8 +278,6 @@ class StreamTransport:
         # stack is fed (a whole read's messages), then reversed; a list is 0.6 KB smaller
         # than a deque, which an idle connection would hold for nothing.
         self._ready: list[Message] = []
-        self._read_deadline = math.inf
-        self._read_scope: anyio.CancelScope | None = None  # while blocked in a read
         self._reply = bytearray()  # control frames owed to the peer: pongs, the close echo
         self._send_lock = SendLock()
         self._error: TransportError | None = None
@@ -294,18 +293,6 @@ class StreamTransport:
     def closed(self) -> bool:
         """True once the connection ended (close, EOF, error) or ``aclose()`` was called."""
         return self._error is not None
-
-    @property
-    def read_deadline(self) -> float:
-        """The anyio clock time past which ``receive()`` returns ``None`` rather than wait."""
-        return self._read_deadline
-
-    @read_deadline.setter
-    def read_deadline(self, deadline: float) -> None:
-        self._read_deadline = deadline
-        scope = self._read_scope
-        if scope is not None:  # a receive() is blocked in a read: move its deadline too
-            scope.deadline = deadline
 
     async def receive(self) -> Message | None:
         """Return the next message: ``str`` for a text frame, ``bytes`` for a binary frame.
