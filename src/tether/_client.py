@@ -909,14 +909,14 @@ class RealtimeClient:
             )
             self._pump()
             return None
-        opening = self._connector.connect(
-            url,
-            headers=list((headers or {}).items()),
-            ssl_context=self._ssl,
-            max_message_size=self._max_message_size,
-        )
         attempt_deadline = core.attempt_deadline
         try:
+            opening = self._connector.connect(
+                url,
+                headers=list((headers or {}).items()),
+                ssl_context=self._ssl,
+                max_message_size=self._max_message_size,
+            )
             if self._connect_keeper is session and attempt_deadline is not None:
                 # No timer task runs: this task keeps its attempt's timeout itself. (A call
                 # with an earlier timeout made meanwhile starts the timer task, see _pump.)
