@@ -792,9 +792,7 @@ class RealtimeClient:
         if session.closing:
             return  # the timer task keeps them: this reader is about to end
         self._timer_reader = transport
-        deadline = self._core.next_deadline()
-        self._timer_target = math.inf if deadline is None else deadline
-        transport.read_deadline = self._timer_target
+        self._arm_reader(transport)
         if self._timer_wake is not None:
             self._timer_wake.set()  # the timer task sees a reader keeping the time, and ends
 
@@ -824,9 +822,13 @@ class RealtimeClient:
             core.handle_timer(now=now)
             self._pump()
         if self._timer_reader is transport:  # still ours: the session did not end
-            deadline = core.next_deadline()
-            self._timer_target = math.inf if deadline is None else deadline
-            transport.read_deadline = self._timer_target
+            self._arm_reader(transport)
+
+    def _arm_reader(self, transport: Transport) -> None:
+        """Point the keeping reader's read deadline at the core's next deadline."""
+        deadline = self._core.next_deadline()
+        self._timer_target = math.inf if deadline is None else deadline
+        transport.read_deadline = self._timer_target
 
     async def _reap(self, session: _Session) -> None:
         """End a closing session whose last write is still under way after a grace period.
