@@ -22,7 +22,7 @@ import tether
 from servers.garbage import GarbageFactory, GarbageServer
 from servers.handles import SocketIOServer
 
-from .support import Recorder, client
+from .support import Recorder, client, until
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +205,49 @@ async def test_wss_refused_without_the_ca_accepted_with_it(
     async with client(wss_url, transport_kind, ssl=context) as rt:
         await rt.wait_connected(5)
         assert await rt.call("ack", "over tls", timeout=5) == "over tls"
+
+
+async def test_deadlines_hold_while_a_peer_never_answers_the_upgrade(transport_kind: str) -> None:
+    # A TCP server that accepts and then says nothing: the attempt is stuck in the WebSocket
+    # handshake, which the connecting session bounds by its own timeout (no timer task). A
+    # call with a shorter timeout made meanwhile must still fail on time (specs/client.md).
+    held: list[anyio.abc.SocketStream] = []
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        held.append(stream)
+        async with stream:  # closed when the test cancels this handler
+            await anyio.sleep_forever()
+
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, hold)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        errors: list[str] = []
+        async with client(f"http://127.0.0.1:{port}", transport_kind, timeout=1.5) as rt:
+            rt.on_error(lambda error: errors.append(error.message))
+            started = anyio.current_time()
+            with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
+                await rt.call("anything", timeout=0.2)
+            assert anyio.current_time() - started < 1.5  # before the attempt's own timeout
+            assert errors == []
+            await until(lambda: bool(errors), timeout=5)
+            assert errors == ["timeout"]
+            assert held  # the server did get the connection
+        tg.cancel_scope.cancel()
+
+
+async def test_deadlines_hold_while_a_server_stays_silent_after_the_upgrade(
+    garbage: GarbageServer, transport_kind: str
+) -> None:
+    # The upgrade succeeded, the open packet never comes: the reader keeps the deadlines.
+    garbage.push_modes("silent", "ok")
+    async with client(garbage.url, transport_kind, timeout=1.5, **FAST) as rt:
+        events = Recorder(rt)
+        started = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
+            await rt.call("anything", timeout=0.2)
+        assert anyio.current_time() - started < 1.5
+        await events.wait(lambda e: len(e.of("connect")) == 1)
+        assert [error.message for error in events.of("error")] == ["timeout"]
