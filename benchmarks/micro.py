@@ -18,8 +18,6 @@ cost.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import random
 import time
@@ -27,8 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
 from wsproto.frame_protocol import FrameProtocol
 
 from tether.core import Connection, CoreOptions, OpenTransport
@@ -70,22 +66,9 @@ def frames_for(kind: str, count: int) -> bytes:
     return one * count
 
 
-def open_ws() -> WSConnection:
-    """A client WSConnection in the OPEN state, after a real handshake."""
-    ws = WSConnection(ConnectionType.CLIENT)
-    request = ws.send(Request(host="127.0.0.1", target="/socket.io/?EIO=4&transport=websocket"))
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in request.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    ws.receive_data(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
-    assert any(isinstance(e, AcceptConnection) for e in ws.events())
-    return ws
+def open_ws() -> FrameProtocol:
+    """wsproto's client framing layer, as the connector hands it to the transport."""
+    return FrameProtocol(client=True, extensions=[])
 
 
 def chunks_of(data: bytes) -> list[bytes]:

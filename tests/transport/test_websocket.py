@@ -32,9 +32,7 @@ import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection
-from wsproto.events import Request as UpgradeRequest
+from wsproto.frame_protocol import FrameProtocol
 
 from tether.transport import (
     Connector,
@@ -806,12 +804,10 @@ def test_wsproto_sends_nothing_after_its_close_frame() -> None:
     A close frame goes out once (RFC 6455 7.1.2). A ping that arrives after it gets no pong
     (the transport is over), a close frame no echo: it answers ours (5.5.1).
     """
-    ws = WSConnection(ConnectionType.CLIENT)
-    request = ws.send(UpgradeRequest(host="example.com", target="/"))
-    ws.receive_data(accept_response(request) + frame(TEXT, b"behind the 101"))
-    assert isinstance(next(ws.events()), AcceptConnection)  # as the connector stops there
+    proto = FrameProtocol(client=True, extensions=[])
+    proto.receive_bytes(frame(TEXT, b"behind the 101"))  # as the connector hands it over
     stream: Any = None  # never used below
-    transport = WebSocketTransport(stream, ws, max_message_size=100, where="test")
+    transport = WebSocketTransport(stream, proto, max_message_size=100, where="test")
     assert transport._ready == ["behind the 101"]
     closing = transport._closing_frame(1001)
     assert closing[:2] == bytes([0x80 | CLOSE, 0x80 | 2])  # masked, with the code only
@@ -820,9 +816,9 @@ def test_wsproto_sends_nothing_after_its_close_frame() -> None:
     assert transport._ready == ["behind the 101", "still delivered"]
     assert transport._reply == b""  # no pong, no echo
     assert transport._closing_frame(1001) == b""
-    not_open = WSConnection(ConnectionType.CLIENT)
-    with pytest.raises(ValueError, match="past the handshake"):
-        WebSocketTransport(stream, not_open, max_message_size=100, where="test")
+    server_side = FrameProtocol(client=False, extensions=[])
+    with pytest.raises(ValueError, match="client-side FrameProtocol"):
+        WebSocketTransport(stream, server_side, max_message_size=100, where="test")
 
 
 async def test_aclose_wakes_a_blocked_receiver(ws_server: Callable[..., WSServer]) -> None:

@@ -28,8 +28,6 @@ from typing import Any
 
 import anyio
 import pytest
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import Request
 
 import tether.transport
 from tether.transport import (
@@ -40,8 +38,6 @@ from tether.transport import (
     TransportError,
     WebSocketConnector,
 )
-from tether.transport._stream import _endpoint
-from tether.transport._websockets import _request
 
 from .test_websocket import (
     BINARY,
@@ -279,26 +275,6 @@ async def test_the_request_is_the_default_transports(raw_server: Callable[..., R
     assert line == b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1"
     assert (b"host", b"127.0.0.1:PORT") in headers
     assert (b"x-token", "t\u00e9".encode("latin-1")) in headers
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "ws://127.0.0.1:8080/socket.io/?EIO=4&transport=websocket",
-        "wss://B\u00fccher.example/socket.io/?EIO=4&transport=websocket&t=%C3%A9",
-        "ws://[::1]:3000/x",
-    ],
-)
-def test_the_request_bytes_are_wsprotos(url: str) -> None:
-    """Byte for byte the request wsproto writes for the default transport, key aside."""
-    endpoint = _endpoint(url, [("X-Token", " t\u00e9 "), ("Authorization", "Bearer x")])
-    wsproto_request = WSConnection(ConnectionType.CLIENT).send(
-        Request(host=endpoint.host_header, target=endpoint.target, extra_headers=endpoint.headers)
-    )
-    key = accept_key_of(wsproto_request)
-    assert _request(endpoint, key) == wsproto_request
-    if "example" in url:  # an internationalized name travels in its ASCII form
-        assert b"\r\nHost: xn--bcher-kva.example\r\n" in wsproto_request
 
 
 def accept_key_of(request: bytes) -> str:

@@ -3,20 +3,21 @@
 Layers, from the network up::
 
     _socket.open_tcp (+ TLSStream)    bytes; TCP_NODELAY, since Engine.IO packets are small
-    wsproto.WSConnection              RFC 6455 opening handshake (HTTP/1.1 via h11), sans-IO
+    _upgrade                          RFC 6455 4.1 opening handshake, client side, sans-IO
     wsproto FrameProtocol             RFC 6455 framing once the connection is open, sans-IO
     WebSocketTransport                whole messages (str | bytes), one TransportError type
 
-Once the server has accepted the upgrade, the transport keeps only wsproto's lower layer,
-``wsproto.frame_protocol.FrameProtocol``, and does itself what wsproto's ``Connection``
-would do around it: it answers pings, echoes the server's close frame, tracks the connection
-state (RFC 6455 4.1/7.1) and turns ``ParseFailed`` into a failed connection with the close
-code wsproto suggests. That saves the ``Connection`` object per connection (an event queue
-that is almost always empty) and an ``Event`` object per frame. Everything wsproto-specific
-stays in this module: the shape of its frames, its exception types, the handover from the
-handshake. What does not depend on wsproto (TCP, TLS, the send lock, closing) is shared with
-the websockets-based transport in ``_stream``. The driver sees only
-:class:`~tether.transport.Transport`.
+The opening handshake is ours (``_upgrade``: one fixed request, one response head checked
+as RFC 6455 4.1 asks; wsproto's h11-based handshake was the largest cost of a fresh
+connect). The framing is wsproto's lower layer, ``wsproto.frame_protocol.FrameProtocol``,
+and the transport does itself what wsproto's ``Connection`` would do around it: it answers
+pings, echoes the server's close frame, tracks the connection state (RFC 6455 4.1/7.1) and
+turns ``ParseFailed`` into a failed connection with the close code wsproto suggests. That
+saves the ``Connection`` object per connection (an event queue that is almost always empty)
+and an ``Event`` object per frame. Everything wsproto-specific stays in this module: the
+shape of its frames, its exception types. What does not depend on wsproto (TCP, TLS, the
+send lock, closing) is shared with the websockets-based transport in ``_stream``. The driver
+sees only :class:`~tether.transport.Transport`.
 
 Reading is the hot path (a busy room delivers thousands of small messages a second), so
 ``receive()`` reads 64 KiB at a time, lets wsproto decode every frame in it, queues the
@@ -30,11 +31,8 @@ from collections.abc import Iterable, Iterator
 from typing import Final, cast
 
 import anyio.abc
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
-from wsproto.utilities import ProtocolError
 
 from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message, TransportError
 from ._stream import (
@@ -46,6 +44,7 @@ from ._stream import (
     describe,
     parse_url,
 )
+from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
 
 __all__ = ["WebSocketConnector", "WebSocketTransport"]
 
@@ -75,20 +74,23 @@ class WebSocketConnector(StreamConnector["WebSocketTransport"]):
     the polite part of closing (sending a close frame) before the socket is dropped.
     """
 
-    _handshake_errors = (ProtocolError,)
+    _handshake_errors = (UpgradeFailed,)
 
     async def _handshake(
         self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
     ) -> WebSocketTransport:
-        ws = WSConnection(ConnectionType.CLIENT)
-        request = Request(
-            host=endpoint.host_header, target=endpoint.target, extra_headers=endpoint.headers
+        key = new_key()
+        await stream.send(
+            upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, key)
         )
-        await stream.send(ws.send(request))
-        await _read_handshake(stream, ws, endpoint.where, self._read_size)
+        trailing = await _read_handshake(stream, key, endpoint.where, self._read_size)
+        # Frames the server sent right behind the 101 are decoded by the transport, like
+        # any later read.
+        proto = FrameProtocol(client=True, extensions=[])
+        proto.receive_bytes(trailing)
         return WebSocketTransport(
             stream,
-            ws,
+            proto,
             max_message_size=max_message_size,
             where=endpoint.where,
             read_size=self._read_size,
@@ -109,7 +111,7 @@ class WebSocketTransport(StreamTransport):
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
-        ws: WSConnection | Connection,
+        proto: FrameProtocol,
         *,
         max_message_size: int,
         where: str,
@@ -117,20 +119,13 @@ class WebSocketTransport(StreamTransport):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         super().__init__(stream, where=where, read_size=read_size, close_timeout=close_timeout)
-        connection = ws.connection if isinstance(ws, WSConnection) else ws
-        if connection is None or not connection.client or connection.state is not _OPEN:
-            raise ValueError("WebSocketTransport needs a client connection past the handshake")
-        # Only wsproto's framing layer is kept. Once the upgrade is done, the handshake (its
-        # h11 connection, about 4 KB) is of no use, and neither is the Connection around the
-        # FrameProtocol: an event queue (a deque, 0.76 KB even when empty) and an Event
-        # object plus a generator step for every frame. We take over the Connection's own
-        # FrameProtocol rather than build a new one, because it already holds what the server
-        # sent right behind the 101 response: the handshake hands those trailing bytes to
-        # the Connection, which only buffers them (wsproto decodes lazily, in events(), which
-        # nobody has called). Its event queue is empty: only EOF puts anything there, and EOF
-        # moves the state away from OPEN, checked above. So nothing is lost, and the
-        # frames behind the 101 are decoded by _process() below, like any later read.
-        self._proto: FrameProtocol = connection._proto
+        if not proto.client:
+            raise ValueError("WebSocketTransport needs a client-side FrameProtocol")
+        # Only wsproto's framing layer: no Connection around it (an event queue, a deque of
+        # 0.76 KB even when empty, and an Event object plus a generator step for every
+        # frame). What the server sent right behind the 101 may already be buffered in it;
+        # _process() below decodes that like any later read.
+        self._proto = proto
         # RFC 6455 4.1 / 7.1: the connection's state, as wsproto's Connection would track
         # it. Only OPEN, LOCAL_CLOSING (our close frame went out) and CLOSED (the closing
         # handshake is over, or the TCP connection) occur: the peer's close frame is echoed
@@ -277,29 +272,26 @@ class WebSocketTransport(StreamTransport):
 
 
 async def _read_handshake(
-    stream: anyio.abc.ByteStream, ws: WSConnection, where: str, read_size: int
-) -> None:
-    """Read the server's answer to the upgrade request until wsproto accepts or rejects it."""
-    while True:
-        try:
-            data: bytes | None = await stream.receive(read_size)
-        except anyio.EndOfStream:
-            data = None
-        ws.receive_data(data)  # RemoteProtocolError for a malformed HTTP response
-        for event in ws.events():
-            if isinstance(event, RejectConnection):
-                # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown
-                # sid...) or 403; socket.io-client reports it as a connect_error and retries.
+    stream: anyio.abc.ByteStream, key: str, where: str, read_size: int
+) -> bytes:
+    """Read the server's answer to the upgrade; return what came right behind its head."""
+    response = UpgradeResponse(key)
+    try:
+        while True:
+            try:
+                data = await stream.receive(read_size)
+            except anyio.EndOfStream:
                 raise TransportError(
                     TRANSPORT_ERROR,
-                    f"{where} refused the WebSocket upgrade with HTTP {event.status_code}",
-                    status=event.status_code,
-                )
-            # The only other first event of a client handshake. Stop here: frames sent right
-            # behind the 101 stay queued inside wsproto until the transport asks for them.
-            assert isinstance(event, AcceptConnection)
-            return
-        if data is None:  # pragma: no cover - h11 raises on EOF before a whole response
-            raise TransportError(
-                TRANSPORT_ERROR, f"{where} closed the connection during the WebSocket handshake"
-            )
+                    f"{where} closed the connection during the WebSocket handshake",
+                ) from None
+            if response.receive_data(data):
+                return response.trailing
+    except UpgradeRefused as refused:
+        # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown sid...)
+        # or 403; socket.io-client reports it as a connect_error and retries.
+        raise TransportError(
+            TRANSPORT_ERROR,
+            f"{where} refused the WebSocket upgrade with HTTP {refused.status}",
+            status=refused.status,
+        ) from None

@@ -4,7 +4,8 @@ middle, messages above.
 Layers, from the network up::
 
     _socket.open_tcp (+ TLSStream)    bytes; TCP_NODELAY (shared with the default, ``_stream``)
-    websockets.client.ClientProtocol  RFC 6455 handshake and framing, sans-IO
+    _upgrade.upgrade_request          the upgrade request, the same bytes as the default's
+    websockets.client.ClientProtocol  RFC 6455 handshake response and framing, sans-IO
     FastWebSocketTransport            whole messages (str | bytes), one TransportError type
 
 It behaves exactly like the default :class:`~tether.transport.WebSocketTransport` (same
@@ -56,6 +57,7 @@ from ._stream import (
     StreamConnector,
     StreamTransport,
 )
+from ._upgrade import upgrade_request
 
 __all__ = ["FastWebSocketConnector", "FastWebSocketTransport"]
 
@@ -90,10 +92,14 @@ class FastWebSocketConnector(StreamConnector["FastWebSocketTransport"]):
     async def _handshake(
         self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
     ) -> FastWebSocketTransport:
-        # The URI only feeds ClientProtocol.connect(), which we do not use (see _request).
+        # The URI only feeds ClientProtocol.connect(), which we do not use: the request is the
+        # default transport's (websockets' Request encoded header values as UTF-8 before
+        # 17.0, Latin-1 since; ours are already the Latin-1 bytes encode_headers checked).
         uri = WebSocketURI(endpoint.secure, endpoint.host, endpoint.port, endpoint.target, "")
         protocol = ClientProtocol(uri, max_size=max_message_size, logger=_SILENT)
-        await stream.send(_request(endpoint, protocol.key))
+        await stream.send(
+            upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, protocol.key)
+        )
         events = await _read_response(stream, protocol, endpoint.where, self._read_size)
         return FastWebSocketTransport(
             stream,
@@ -278,25 +284,6 @@ class FastWebSocketTransport(StreamTransport):
             self._set_error(
                 TRANSPORT_CLOSE, f"{self._where} closed the WebSocket (code {close.code})"
             )
-
-
-def _request(endpoint: Endpoint, key: str) -> bytes:
-    """The upgrade request (RFC 6455 4.1), byte for byte what the default transport sends.
-
-    Written here rather than by websockets' ``Request``: how that encodes header values
-    changed between versions (UTF-8 before 17.0, Latin-1 since), and ours are already the
-    Latin-1 bytes ``encode_headers`` checked. The protocol needs only the key.
-    """
-    lines = [
-        b"GET " + endpoint.target.encode("ascii") + b" HTTP/1.1",
-        b"Host: " + endpoint.host_header.encode("ascii"),
-        b"Upgrade: websocket",
-        b"Connection: Upgrade",
-        b"Sec-WebSocket-Key: " + key.encode("ascii"),
-        b"Sec-WebSocket-Version: 13",
-        *[name + b": " + value for name, value in endpoint.headers],
-    ]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 async def _read_response(
