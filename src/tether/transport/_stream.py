@@ -6,8 +6,9 @@ Two transports speak RFC 6455 through different sans-IO libraries (wsproto in
 lives here, once:
 
 - :class:`StreamConnector`: checking the URL and headers, TCP (``_socket.open_tcp``, with
-  ``TCP_NODELAY``) and TLS through anyio, and closing the socket whenever an attempt
-  fails or is cancelled. A subclass adds only the WebSocket handshake.
+  ``TCP_NODELAY``) and TLS through anyio, the opening handshake (``_upgrade``, the same
+  request and the same checks for both), and closing the socket whenever an attempt fails
+  or is cancelled. A subclass adds only how its library takes over the upgraded stream.
 - :class:`StreamTransport`: the queue of decoded messages and its fast path, the send lock,
   control frames owed to the peer (pongs, the close echo) riding along with the next write,
   the first-reason-wins error, a write cancelled part-way poisoning the stream, and the
@@ -47,6 +48,7 @@ from ._base import (
     encode_headers,
 )
 from ._socket import open_tcp
+from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -77,6 +79,8 @@ IO_ERRORS: Final[tuple[type[Exception], ...]] = (
     anyio.ClosedResourceError,
     anyio.EndOfStream,
 )
+#: ...and, while connecting, an answer to the upgrade that is not a valid acceptance.
+_CONNECT_ERRORS: Final[tuple[type[Exception], ...]] = (*IO_ERRORS, UpgradeFailed)
 
 _DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
 _SECURE: Final = {"ws": False, "http": False, "wss": True, "https": True}
@@ -97,7 +101,7 @@ class Endpoint(NamedTuple):
 
 
 class StreamConnector(Generic[_T]):
-    """Opens connections whose WebSocket handshake a subclass performs in ``_handshake``.
+    """Opens WebSocket connections; a subclass makes the transport in ``_open``.
 
     Works on whatever event loop anyio runs on (asyncio or trio). For ``wss``/``https`` URLs
     without an ``ssl_context`` it uses one ``ssl.create_default_context()``, made on first
@@ -107,9 +111,6 @@ class StreamConnector(Generic[_T]):
     ``read_size`` is the most bytes asked of the socket per read; ``close_timeout`` bounds
     the polite part of closing (sending a close frame) before the socket is dropped.
     """
-
-    #: Exceptions of the WebSocket library that mean the server's answer was unusable.
-    _handshake_errors: tuple[type[Exception], ...] = ()
 
     def __init__(
         self,
@@ -172,8 +173,9 @@ class StreamConnector(Generic[_T]):
                     tcp, hostname=endpoint.host, ssl_context=ssl_context, standard_compatible=False
                 )
                 stage = "WebSocket handshake with"
-            return await self._handshake(stream, endpoint, max_message_size)
-        except (*IO_ERRORS, *self._handshake_errors) as exc:
+            trailing = await _upgrade(stream, endpoint, self._read_size)
+            return self._open(stream, endpoint, trailing, max_message_size)
+        except _CONNECT_ERRORS as exc:
             await anyio.aclose_forcefully(stream)
             raise TransportError(
                 TRANSPORT_ERROR, f"{stage} {where} failed: {describe(exc)}"
@@ -182,16 +184,45 @@ class StreamConnector(Generic[_T]):
             await anyio.aclose_forcefully(stream)
             raise
 
-    async def _handshake(
-        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
+    def _open(
+        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, trailing: bytes, max_size: int
     ) -> _T:
-        """Upgrade ``stream`` to a WebSocket and return the transport.
+        """Make the transport over ``stream``, whose upgrade the server has just accepted.
 
-        Raises :class:`TransportError` for an answer that refuses the upgrade, and any of
-        ``IO_ERRORS`` or ``_handshake_errors`` for one that breaks it; the caller closes the
-        stream whatever happens.
+        ``trailing`` is what the server sent right behind its 101 response (frames, already
+        read from the socket); ``max_size`` is the caller's ``max_message_size``.
         """
         raise NotImplementedError
+
+
+async def _upgrade(stream: anyio.abc.ByteStream, endpoint: Endpoint, read_size: int) -> bytes:
+    """The opening handshake (RFC 6455 4.1): send the request, read and check the answer.
+
+    Returns what came right behind the 101 response. Raises :class:`TransportError` with the
+    status for a refusal, ``UpgradeFailed`` for an answer that is not a valid acceptance.
+    """
+    key = new_key()
+    await stream.send(upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, key))
+    response = UpgradeResponse(key)
+    try:
+        while True:
+            try:
+                data = await stream.receive(read_size)
+            except anyio.EndOfStream:
+                raise TransportError(
+                    TRANSPORT_ERROR,
+                    f"{endpoint.where} closed the connection during the WebSocket handshake",
+                ) from None
+            if response.receive_data(data):
+                return response.trailing
+    except UpgradeRefused as refused:
+        # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown sid...)
+        # or 403; socket.io-client reports it as a connect_error and retries.
+        raise TransportError(
+            TRANSPORT_ERROR,
+            f"{endpoint.where} refused the WebSocket upgrade with HTTP {refused.status}",
+            status=refused.status,
+        ) from None
 
 
 class SendLock:

@@ -16,9 +16,9 @@ What is checked, and what happens otherwise (each a ``TransportError`` at the ca
 * A status line ``HTTP/x.y NNN [reason]``. Any status but 101 is a refusal reported with its
   code (Engine.IO 1.9: Node answers a bad ``EIO`` or an unknown ``sid`` with 400 or 403).
 * Header lines ``token ":" OWS value OWS``, no NUL, CR or LF in a value: h11's grammar
-  (RFC 9110 5.1, 5.5). Obsolete line folding is refused (RFC 9112 5.2 lets a client reject
-  it). Lines end in CRLF; a bare LF is accepted as well (RFC 9112 2.2, as h11 does).
-  Repeated fields are joined with ", " (RFC 9110 5.3).
+  (RFC 9110 5.1, 5.5). Obsolete line folding is unfolded into one SP (RFC 9112 5.2, what a
+  user agent must do; h11 too). Lines end in CRLF; a bare LF is accepted as well (RFC 9112
+  2.2, as h11 does). Repeated fields are joined with ", " (RFC 9110 5.3).
 * RFC 6455 4.1, the client's checks on a 101: ``Upgrade`` is ``websocket`` and
   ``Connection`` has the ``upgrade`` token (both case-insensitive), ``Sec-WebSocket-Accept``
   is the token of our key, and the server chose no extension and no subprotocol (we offer
@@ -57,6 +57,8 @@ _STATUS_LINE: Final = re.compile(rb"HTTP/[0-9]\.[0-9] ([0-9]{3})(?: (?:[ \t]|[^\
 _HEADER_LINE: Final = re.compile(
     rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
 )
+# A continuation line of an obs-fold: whitespace, then more of the value (RFC 9112 5.2).
+_FOLDED_LINE: Final = re.compile(rb"[ \t]+((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
 # The end of the head: the first empty line (CRLF CRLF, or bare LFs, RFC 9112 2.2).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
 
@@ -144,7 +146,15 @@ def _check_head(head: bytes, expected_accept: bytes) -> None:
     if status[1] != b"101":
         raise UpgradeRefused(int(status[1]))
     fields: dict[bytes, bytes] = {}
+    name = b""
     for line in lines[1:]:
+        if line[:1] in (b" ", b"\t") and name:
+            # Obsolete line folding: RFC 9112 5.2 has a user agent replace it with SP.
+            folded = _FOLDED_LINE.fullmatch(line)
+            if folded is None:
+                raise UpgradeFailed("the response has a malformed header line")
+            fields[name] += b" " + folded[1]
+            continue
         field = _HEADER_LINE.fullmatch(line)
         if field is None:
             raise UpgradeFailed("the response has a malformed header line")

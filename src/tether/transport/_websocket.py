@@ -34,7 +34,7 @@ import anyio.abc
 from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
-from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message, TransportError
+from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message
 from ._stream import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_READ_SIZE,
@@ -44,7 +44,6 @@ from ._stream import (
     describe,
     parse_url,
 )
-from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
 
 __all__ = ["WebSocketConnector", "WebSocketTransport"]
 
@@ -74,16 +73,9 @@ class WebSocketConnector(StreamConnector["WebSocketTransport"]):
     the polite part of closing (sending a close frame) before the socket is dropped.
     """
 
-    _handshake_errors = (UpgradeFailed,)
-
-    async def _handshake(
-        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
+    def _open(
+        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, trailing: bytes, max_size: int
     ) -> WebSocketTransport:
-        key = new_key()
-        await stream.send(
-            upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, key)
-        )
-        trailing = await _read_handshake(stream, key, endpoint.where, self._read_size)
         # Frames the server sent right behind the 101 are decoded by the transport, like
         # any later read.
         proto = FrameProtocol(client=True, extensions=[])
@@ -91,7 +83,7 @@ class WebSocketConnector(StreamConnector["WebSocketTransport"]):
         return WebSocketTransport(
             stream,
             proto,
-            max_message_size=max_message_size,
+            max_message_size=max_size,
             where=endpoint.where,
             read_size=self._read_size,
             close_timeout=self._close_timeout,
@@ -269,29 +261,3 @@ class WebSocketTransport(StreamTransport):
         # LOCAL_CLOSING): RFC 6455 5.5.1, the WebSocket connection is closed.
         self._state = _CLOSED
         self._set_error(TRANSPORT_CLOSE, f"{self._where} closed the WebSocket (code {code})")
-
-
-async def _read_handshake(
-    stream: anyio.abc.ByteStream, key: str, where: str, read_size: int
-) -> bytes:
-    """Read the server's answer to the upgrade; return what came right behind its head."""
-    response = UpgradeResponse(key)
-    try:
-        while True:
-            try:
-                data = await stream.receive(read_size)
-            except anyio.EndOfStream:
-                raise TransportError(
-                    TRANSPORT_ERROR,
-                    f"{where} closed the connection during the WebSocket handshake",
-                ) from None
-            if response.receive_data(data):
-                return response.trailing
-    except UpgradeRefused as refused:
-        # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown sid...)
-        # or 403; socket.io-client reports it as a connect_error and retries.
-        raise TransportError(
-            TRANSPORT_ERROR,
-            f"{where} refused the WebSocket upgrade with HTTP {refused.status}",
-            status=refused.status,
-        ) from None

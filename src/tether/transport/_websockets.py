@@ -4,8 +4,8 @@ middle, messages above.
 Layers, from the network up::
 
     _socket.open_tcp (+ TLSStream)    bytes; TCP_NODELAY (shared with the default, ``_stream``)
-    _upgrade.upgrade_request          the upgrade request, the same bytes as the default's
-    websockets.client.ClientProtocol  RFC 6455 handshake response and framing, sans-IO
+    _upgrade (in StreamConnector)     RFC 6455 4.1 opening handshake, shared with the default
+    websockets.protocol.Protocol      RFC 6455 framing once the connection is open, sans-IO
     FastWebSocketTransport            whole messages (str | bytes), one TransportError type
 
 It behaves exactly like the default :class:`~tether.transport.WebSocketTransport` (same
@@ -38,18 +38,16 @@ import anyio
 import anyio.abc
 
 try:
-    from websockets.client import ClientProtocol
-    from websockets.exceptions import InvalidStatus, PayloadTooBig
+    from websockets.exceptions import PayloadTooBig
     from websockets.frames import CloseCode, Frame, Opcode
-    from websockets.protocol import Event, State
-    from websockets.uri import WebSocketURI
+    from websockets.protocol import Event, Protocol, Side, State
 except ImportError as exc:  # the fast extra is not installed
     raise ImportError(
         "FastWebSocketConnector needs the websockets package: pip install 'tether[fast]'",
         name=exc.name,
     ) from exc
 
-from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message, TransportError
+from ._base import TRANSPORT_CLOSE, TRANSPORT_ERROR, Message
 from ._stream import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_READ_SIZE,
@@ -57,7 +55,6 @@ from ._stream import (
     StreamConnector,
     StreamTransport,
 )
-from ._upgrade import upgrade_request
 
 __all__ = ["FastWebSocketConnector", "FastWebSocketTransport"]
 
@@ -65,7 +62,6 @@ _TEXT: Final = Opcode.TEXT
 _BINARY: Final = Opcode.BINARY
 _CONT: Final = Opcode.CONT
 _OPEN: Final = State.OPEN
-_CONNECTING: Final = State.CONNECTING
 
 # A logger outside the logging tree (so no configuration reaches it), switched off: websockets
 # then skips its per-frame debug logging and never writes headers or payloads anywhere.
@@ -89,26 +85,23 @@ class FastWebSocketConnector(StreamConnector["FastWebSocketTransport"]):
     the polite part of closing (sending a close frame) before the socket is dropped.
     """
 
-    async def _handshake(
-        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, max_message_size: int
+    def _open(
+        self, stream: anyio.abc.ByteStream, endpoint: Endpoint, trailing: bytes, max_size: int
     ) -> FastWebSocketTransport:
-        # The URI only feeds ClientProtocol.connect(), which we do not use: the request is the
-        # default transport's (websockets' Request encoded header values as UTF-8 before
-        # 17.0, Latin-1 since; ours are already the Latin-1 bytes encode_headers checked).
-        uri = WebSocketURI(endpoint.secure, endpoint.host, endpoint.port, endpoint.target, "")
-        protocol = ClientProtocol(uri, max_size=max_message_size, logger=_SILENT)
-        await stream.send(
-            upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, protocol.key)
-        )
-        events = await _read_response(stream, protocol, endpoint.where, self._read_size)
+        # websockets' client-side framing, already OPEN: the handshake is the shared one, the
+        # same request and checks as the default transport's (websockets' own handshake would
+        # parse the 101 a second way, and its Request encoded header values as UTF-8 before
+        # 17.0, Latin-1 since). Frames that came right behind the 101 are decoded here.
+        protocol = Protocol(Side.CLIENT, max_size=max_size, logger=_SILENT)
+        protocol.receive_data(trailing)
         return FastWebSocketTransport(
             stream,
             protocol,
-            max_message_size=max_message_size,
+            max_message_size=max_size,
             where=endpoint.where,
             read_size=self._read_size,
             close_timeout=self._close_timeout,
-            events=events,
+            events=protocol.events_received(),
         )
 
 
@@ -128,7 +121,7 @@ class FastWebSocketTransport(StreamTransport):
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
-        protocol: ClientProtocol,
+        protocol: Protocol,
         *,
         max_message_size: int,
         where: str,
@@ -283,44 +276,4 @@ class FastWebSocketTransport(StreamTransport):
             assert close is not None
             self._set_error(
                 TRANSPORT_CLOSE, f"{self._where} closed the WebSocket (code {close.code})"
-            )
-
-
-async def _read_response(
-    stream: anyio.abc.ByteStream, protocol: ClientProtocol, where: str, read_size: int
-) -> list[Event]:
-    """Read the answer to the upgrade request; return the frames that came right behind it."""
-    while True:
-        eof = False
-        try:
-            data = await stream.receive(read_size)
-        except anyio.EndOfStream:
-            eof = True
-            protocol.receive_eof()  # websockets reports the EOF as a handshake_exc
-        else:
-            protocol.receive_data(data)
-        events = protocol.events_received()
-        exc = protocol.handshake_exc
-        if isinstance(exc, InvalidStatus):
-            # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown
-            # sid...) or 403; socket.io-client reports it as a connect_error and retries.
-            status = exc.response.status_code
-            raise TransportError(
-                TRANSPORT_ERROR,
-                f"{where} refused the WebSocket upgrade with HTTP {status}",
-                status=status,
-            )
-        if exc is not None:
-            # Not HTTP, a wrong accept token, an extension we did not offer, EOF... The text
-            # names what was wrong and at most a handshake header of the server's. Not chained:
-            # the cause quotes the lines websockets could not parse, and a server that echoes
-            # our request would put its query string and headers into every logged traceback.
-            raise TransportError(
-                TRANSPORT_ERROR, f"WebSocket handshake with {where} failed: {exc}"
-            ) from None
-        if protocol.state is not _CONNECTING:
-            return events[1:]  # the first event is the 101 response
-        if eof:  # pragma: no cover - websockets turns EOF before a response into handshake_exc
-            raise TransportError(
-                TRANSPORT_ERROR, f"{where} closed the connection during the WebSocket handshake"
             )
