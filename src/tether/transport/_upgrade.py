@@ -142,7 +142,7 @@ def _check_head(head: bytes, expected_accept: bytes) -> None:
     lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
     status = _STATUS_LINE.fullmatch(lines[0])
     if status is None:
-        raise UpgradeFailed("the answer is not an HTTP/1.1 response")
+        raise UpgradeFailed("the answer is not an HTTP response")
     if status[1] != b"101":
         raise UpgradeRefused(int(status[1]))
     fields: dict[bytes, bytes] = {}
