@@ -8,6 +8,8 @@ on the way: while connected, while the reader waits for slow listeners, across a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -15,7 +17,7 @@ import pytest
 
 import tether
 from tether._client import DISPATCH_QUEUE_LIMIT
-from tether.transport import MemoryConnector
+from tether.transport import MemoryConnector, MemoryPeer
 
 from .helpers import ScriptedServer, wait_until
 
@@ -28,17 +30,25 @@ def client(connector: MemoryConnector, **options: Any) -> tether.RealtimeClient:
     return tether.RealtimeClient("http://rt.example", transport=connector, **options)
 
 
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[tether.RealtimeClient, MemoryPeer]]:
+    """A client connected to a scripted server, its reader keeping the deadlines."""
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    async with client(connector) as rt:
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await wait_until(lambda: rt._timer_reader is not None)
+        yield rt, peer
+
+
 def tether_tasks() -> list[str]:
     names = [task.name or "" for task in anyio.get_running_tasks()]
     return sorted(name for name in names if name.startswith("tether"))
 
 
 async def test_an_idle_connected_client_runs_only_its_reader() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
-    async with client(connector) as rt:
-        await server.accept()
-        await rt.wait_connected(5)
+    async with connected() as (rt, _):
         await wait_until(lambda: tether_tasks() == ["tether transport 1"])
         assert rt._timer_reader is not None
         assert rt._timer_wake is None  # no event held for a timer that is not running
@@ -64,12 +74,7 @@ async def test_the_timer_comes_back_when_the_connection_drops_and_leaves_again()
 
 
 async def test_ack_timeouts_fire_while_the_reader_keeps_the_deadlines() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
-    async with client(connector) as rt:
-        peer, _ = await server.accept()
-        await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
+    async with connected() as (rt, peer):
         with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
             # An earlier deadline than the heartbeat's: the reader's read deadline moves.
             await rt.call("never", timeout=0.05)
@@ -78,12 +83,7 @@ async def test_ack_timeouts_fire_while_the_reader_keeps_the_deadlines() -> None:
 
 
 async def test_pings_are_answered_by_a_writer_while_the_reader_keeps_the_deadlines() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
-    async with client(connector) as rt:
-        peer, _ = await server.accept()
-        await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
+    async with connected() as (_, peer):
         for _ in range(3):
             await peer.send("2")
             with anyio.fail_after(5):
@@ -133,34 +133,21 @@ async def test_deadlines_run_while_the_reader_waits_for_slow_listeners() -> None
 
 
 async def test_close_hands_the_deadlines_back() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
-    async with client(connector) as rt:
-        await server.accept()
-        await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
+    async with connected() as (rt, _):
         await rt.aclose()
         assert rt._timer_reader is None
         assert rt.state is tether.State.CLOSED
 
 
 async def test_a_connect_nobody_listens_to_queues_nothing_for_the_dispatcher() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
-    async with client(connector) as rt:
-        await server.accept()
-        await rt.wait_connected(5)
+    async with connected() as (rt, _):
         assert rt._dispatch == []
         assert not rt._dispatching
 
 
 async def test_a_listener_added_after_a_fact_does_not_get_it() -> None:
-    connector = MemoryConnector()
-    server = ScriptedServer(connector)
     seen: list[str] = []
-    async with client(connector) as rt:
-        await server.accept()
-        await rt.wait_connected(5)
+    async with connected() as (rt, _):
         rt.on("connect", lambda: seen.append("connect"))
         rt.on("disconnect", lambda reason: seen.append(reason))
         await rt.aclose()
