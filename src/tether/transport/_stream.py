@@ -199,7 +199,8 @@ async def _upgrade(stream: anyio.abc.ByteStream, endpoint: Endpoint, read_size: 
     """The opening handshake (RFC 6455 4.1): send the request, read and check the answer.
 
     Returns what came right behind the 101 response. Raises :class:`TransportError` with the
-    status for a refusal, ``UpgradeFailed`` for an answer that is not a valid acceptance.
+    status for a refusal, ``UpgradeFailed`` for an answer that is not a valid acceptance (EOF
+    before a whole one included).
     """
     key = new_key()
     await stream.send(upgrade_request(endpoint.target, endpoint.host_header, endpoint.headers, key))
@@ -209,10 +210,7 @@ async def _upgrade(stream: anyio.abc.ByteStream, endpoint: Endpoint, read_size: 
             try:
                 data = await stream.receive(read_size)
             except anyio.EndOfStream:
-                raise TransportError(
-                    TRANSPORT_ERROR,
-                    f"{endpoint.where} closed the connection during the WebSocket handshake",
-                ) from None
+                data = b""  # EOF, which UpgradeResponse reports as a failed answer
             if response.receive_data(data):
                 return response.trailing
     except UpgradeRefused as refused:

@@ -119,7 +119,7 @@ class UpgradeResponse:
         self.trailing = b""
 
     def receive_data(self, data: bytes) -> bool:
-        """Take more of the answer; ``True`` once the upgrade is accepted."""
+        """Take more of the answer (``b""``: EOF); ``True`` once the upgrade is accepted."""
         if not data:
             raise UpgradeFailed("the server closed the connection before its answer was whole")
         # Only the new bytes (and the three before them) can complete an empty line.
