@@ -1,30 +1,35 @@
-"""examples/socketio_server.py against the real Node and python-socketio servers."""
+"""examples/socketio_server.py against the real Node and python-socketio servers.
+
+Run with orjson (tether's ``fast`` extra, installed here) and once more with it hidden, so
+that the stdlib JSON fallback (``tether.core._json``) decodes a real server's packets too.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
+from cli.test_examples import run_example
 from servers.handles import SocketIOServer
 
-ROOT = Path(__file__).resolve().parents[2]
+# Runs the example with orjson unimportable, after checking the fallback is what decodes.
+WITHOUT_ORJSON = """
+import runpy, sys
+sys.modules["orjson"] = None
+import tether.core._json as json_module
+assert json_module.loads is json_module._stdlib_loads, "orjson still decodes"
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
-def test_socketio_example(sio_server: SocketIOServer) -> None:
-    env = dict(os.environ)
-    env.pop("PYTHONWARNINGS", None)
-    result = subprocess.run(
-        [sys.executable, "examples/socketio_server.py", sio_server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-        check=False,
+@pytest.mark.parametrize("decoder", ["orjson", "stdlib"])
+def test_socketio_example(sio_server: SocketIOServer, decoder: str) -> None:
+    example = ("examples/socketio_server.py", sio_server.url)
+    out = (
+        run_example(*example)
+        if decoder == "orjson"
+        else run_example("-c", WITHOUT_ORJSON, *example)
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "server echoed echo ('hello', {'n': 1}, b'\\x00\\x01 raw bytes')" in result.stdout
-    assert "ack: ('ping', 42)" in result.stdout
-    assert "no-ack timed out, as it should" in result.stdout
+    assert "server echoed echo ('hello', {'n': 1}, b'\\x00\\x01 raw bytes')" in out
+    assert "ack: ('ping', 42)" in out
+    assert "no-ack timed out, as it should" in out
