@@ -1,41 +1,49 @@
-"""Messages the driver never wrote before the transport died go back into the buffer.
+"""Messages the driver never took before the transport died go back into the buffer.
 
-contract 2.5: nothing sent is lost. What the driver took from ``data_to_send()`` but never
-handed to the transport is given back with ``transport_closed(..., unsent=...)``; the user's
-events and calls are buffered again, in order, and leave after the reconnect. Everything that
-belonged to the dead session (pongs, acks, channel state, which each connect restores) is not.
+Nothing sent is lost (specs/client.md "Offline buffer and drops"): what the driver has not
+taken from ``data_to_send()`` when the transport dies is still in the core, whole; the user's
+events and calls among it are buffered again, in order, and leave after the reconnect.
+Everything that belonged to the dead session (pongs, acks, channel state, which each connect
+restores) is not. The harness plays a driver whose writes lag behind (``writing = False``).
 """
 
 from __future__ import annotations
 
-from tether.core import AckFailed, AckReceived, CoreOptions, MessageDropped
+from tether.core import (
+    AckFailed,
+    AckReceived,
+    AckTimeout,
+    CoreOptions,
+    Disconnected,
+    MessageDropped,
+)
 
 from .helpers import Harness, ack, decode_sent
 
 
-def unsent_frames(h: Harness) -> list[str | bytes]:
-    """What the core produced since ``h.sent`` was last cleared, taken back off it."""
-    frames = list(h.sent)
-    h.sent.clear()
-    return frames
+def lagging(options: CoreOptions | None = None) -> Harness:
+    """A connected harness whose driver stops taking what the core has to send."""
+    h = Harness(options or CoreOptions(), draw=0.0)
+    h.connect()
+    h.writing = False
+    return h
 
 
 def test_unwritten_events_and_calls_are_buffered_again_in_order() -> None:
-    h = Harness(draw=0.0)
-    h.connect()
+    h = lagging()
+    h.writing = True
     h.join("room")
-    h.sent.clear()
+    h.writing = False
     h.emit("first", 1)
     call_id, _ = h.call("ask", 2, timeout=60.0)
     h.emit("blob", {"b": b"\x00\x01"}, b"\x02")
     h.receive("2")  # the pong for this ping must not come back after the reconnect
     h.ack(7, "reply")  # nor an ack for the dead session
     h.join("hall")  # nor channel state: every connect restores it
-    unsent = unsent_frames(h)
-    assert len(unsent) == 8  # 1 + 1 + (header + 2 attachments) + pong + ack + join
-    step = h.closed("transport error", unsent=unsent)
+    step = h.closed("transport error")
     assert not step.of(AckFailed)  # the call is buffered again, so it keeps waiting
     assert h.conn.buffered == 3
+    h.writing = True
     step = h.connect()
     names = [decode_sent(f)[1][0] for f in step.sent if isinstance(f, str)]
     assert names == ["join", "join", "first", "ask", "blob"]
@@ -44,52 +52,62 @@ def test_unwritten_events_and_calls_are_buffered_again_in_order() -> None:
     assert step.of(AckReceived) == [AckReceived(call_id, ("answer",))]
 
 
-def test_a_call_that_timed_out_meanwhile_is_not_requeued() -> None:
-    h = Harness(draw=0.0)
-    h.connect()
-    h.sent.clear()
-    _, _ = h.call("slow", timeout=1.0)
-    unsent = unsent_frames(h)
-    h.clock.advance(2.0)
-    step = h.run(lambda: h.conn.handle_timer(now=h.now))
-    assert len(step.of(AckFailed)) == 1
-    h.closed(unsent=unsent)
+def test_a_call_that_timed_out_meanwhile_is_neither_written_nor_requeued() -> None:
+    h = lagging()
+    call_id, _ = h.call("slow", timeout=1.0)
+    step = h.tick(2.0)
+    assert step.of(AckFailed) == [AckFailed(call_id, step.of(AckFailed)[0].error)]
+    assert isinstance(step.of(AckFailed)[0].error, AckTimeout)
+    assert h.conn.data_to_send() == []  # skipped: a timed-out call is never sent late
+    h.call("slower", timeout=1.0)
+    h.tick(2.0)
+    h.closed()
     assert h.conn.buffered == 0
 
 
 def test_requeue_obeys_buffer_messages_and_the_buffer_bounds() -> None:
-    volatile = Harness(CoreOptions(buffer_messages=False), draw=0.0)
-    volatile.connect()
-    volatile.sent.clear()
+    volatile = lagging(CoreOptions(buffer_messages=False))
     volatile.emit("gone")
-    step = volatile.closed(unsent=unsent_frames(volatile))
+    step = volatile.closed()
     assert step.of(MessageDropped)[0].reason == "not connected"
     assert volatile.conn.buffered == 0
 
-    small = Harness(CoreOptions(max_buffered=1), draw=0.0)
-    small.connect()
-    small.sent.clear()
+    small = lagging(CoreOptions(max_buffered=1))
     small.emit("kept")
     small.emit("dropped")
-    step = small.closed(unsent=unsent_frames(small))
+    step = small.closed()
     assert [d.event for d in step.of(MessageDropped)] == ["dropped"]
     assert small.conn.buffered == 1
 
 
-def test_unsent_is_ignored_when_not_connected() -> None:
+def test_a_requeued_call_that_is_dropped_fails() -> None:
+    h = lagging(CoreOptions(max_buffered=1))
+    h.emit("kept")
+    call_id, _ = h.call("ask", timeout=None)
+    step = h.closed()
+    assert step.of(MessageDropped) == [MessageDropped("ask", call_id, "buffer full")]
+    [failed] = step.of(AckFailed)
+    assert failed.call_id == call_id
+
+
+def test_nothing_is_requeued_from_an_attempt_that_never_connected() -> None:
     h = Harness(draw=0.0)
     h.open()
-    h.handshake()
-    h.sent.clear()
-    h.closed(unsent=['42["never"]'])
+    h.writing = False
+    h.handshake()  # the CONNECT stays in the outbox
+    h.closed()
     assert h.conn.buffered == 0
+    assert h.conn.data_to_send() == []
 
 
-def test_a_stray_attachment_without_its_header_is_dropped() -> None:
-    # The driver hands back whole packets; a lone binary frame (the tail of a batch the
-    # transport failed half-way through) cannot be placed, so it is not re-sent.
-    h = Harness(draw=0.0)
-    h.connect()
-    h.sent.clear()
-    h.closed(unsent=[b"\x00", '42["kept"]'])
-    assert h.conn.buffered == 1
+def test_a_goodbye_writes_the_queued_messages_and_fails_their_calls() -> None:
+    h = lagging()
+    h.emit("last words")
+    call_id, _ = h.call("never answered", timeout=None)
+    step = h.close()
+    [failed] = step.of(AckFailed)
+    assert failed.call_id == call_id and isinstance(failed.error, Disconnected)
+    frames = h.conn.data_to_send()
+    assert [decode_sent(f)[1] for f in frames] == [["last words"], None]
+    assert frames[-1] == "41"
+    assert h.conn.buffered == 0

@@ -297,6 +297,8 @@ def test_all() -> None:
         "EnginePacketType",
         "Handshake",
         "decode_engine_packet",
+        "decode_frame",
         "encode_engine_packet",
+        "encode_frame",
         "parse_handshake",
     ]

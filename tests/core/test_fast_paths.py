@@ -1,9 +1,9 @@
-"""The decoders' fast paths give exactly what the general paths give, errors included.
+"""The decoder's fast paths give exactly what the general path gives, errors included.
 
-``Connection.receive`` short-cuts ``42[...]`` (an EVENT on "/" without ack id, while
-connected) and ``PacketDecoder.feed_text`` short-cuts ``5N-[...]`` (a binary event header on
-"/" without ack id). Whatever a fast path does not accept goes to the general path, which
-reports the error as before.
+``PacketDecoder.feed_text`` short-cuts ``2[...]`` (an EVENT on "/" without ack id, what a
+busy connection receives most) and ``5N-[...]`` (a binary event header on "/" without ack
+id); it is the only fast path between a frame and a listener. Whatever a fast path does not
+accept goes to the general path, which reports the error as before.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import deque
 from pathlib import Path
@@ -41,10 +42,10 @@ TABLE = {(row.trigger, source): row.dest for row in TRANSITIONS for source in ro
 
 
 def render_table() -> str:
-    lines = ["| trigger | from | to |", "|---|---|---|"]
+    lines = ["| trigger | from | to | what else it does |", "|---|---|---|---|"]
     for row in TRANSITIONS:
         sources = ", ".join(f"`{s.name}`" for s in row.sources)
-        lines.append(f"| `{row.trigger.value}` | {sources} | `{row.dest.name}` |")
+        lines.append(f"| `{row.trigger.value}` | {sources} | `{row.dest.name}` | {row.effects} |")
     return "\n".join(lines)
 
 
@@ -64,7 +65,7 @@ def spec_mermaid(text: str) -> str:
 
 def spec_table(text: str) -> str:
     lines = text.splitlines()
-    start = lines.index("| trigger | from | to |")
+    start = lines.index("| trigger | from | to | what else it does |")
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
@@ -77,6 +78,28 @@ def test_the_spec_table_is_the_lifecycle_table() -> None:
 
 def test_the_spec_diagram_is_drawn_from_the_lifecycle_table() -> None:
     assert spec_mermaid(SPEC.read_text(encoding="utf-8")) == render_mermaid()
+
+
+def test_each_trigger_is_fired_by_one_method_of_the_connection() -> None:
+    # A row's effects are done where its trigger is fired: one method per trigger, so no
+    # reset can be forgotten on another way to the same transition.
+    source = (Path(__file__).resolve().parents[2] / "src/tether/core/_connection.py").read_text()
+    tree = ast.parse(source)
+    firing: dict[str, list[str]] = {}
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "_fire"
+                and node.args
+                and isinstance(node.args[0], ast.Attribute)
+            ):
+                firing.setdefault(node.args[0].attr, []).append(function.name)
+    assert sorted(firing) == sorted(trigger.name for trigger in Trigger)
+    assert all(len(methods) == 1 for methods in firing.values()), firing
 
 
 def test_the_spec_lists_every_state() -> None:

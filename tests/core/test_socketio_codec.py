@@ -723,6 +723,7 @@ def test_all() -> None:
         "Packet",
         "PacketDecoder",
         "PacketType",
+        "check_event_name",
         "encode_packet",
     }
 

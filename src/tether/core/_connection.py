@@ -20,45 +20,47 @@ depends on time takes ``now`` (seconds on any monotonic clock), and the core nev
 clock or a random source of its own: the backoff jitter comes from the ``random`` callable
 given at construction.
 
-The lifecycle (idle, connecting, connected, reconnecting, closed) is owned by the table in
-``_lifecycle.py``; this module decides which trigger to fire and does the bookkeeping around
-it. Within CONNECTING and RECONNECTING an *attempt* goes through phases that are not
-lifecycle states (no transport yet → transport opening → transport open, waiting for the
-Engine.IO handshake → namespace CONNECT sent); ``_phase`` tracks them.
+The Connection composes parts that each own one concern and its state::
+
+    _lifecycle.Lifecycle        the state table (idle, connecting, connected, ...)
+    _attempts.Attempts          the attempt count, its timeout, the next retry
+    _engine.EngineSession       the Engine.IO session: phases, handshake, heartbeat, pongs
+    _namespace.NamespaceSession CONNECT and its answer, the sid, held events, recovery
+    _acks.Acks                  the calls waiting for their ACK, and their deadlines
+    _outgoing                   the outbox, the offline buffer and its overflow policy
+    _channels.Channels          the channels and the profile, against what the hub was told
+
+and it is the only place that moves the lifecycle. Each trigger of the table is fired by
+one method here, which does all of its row's effects (``specs/lifecycle.md``):
+
+    OPEN               _open                  CLOSE   _close
+    CONNECT_SUCCEEDED  _connect_succeeded     END     _end
+    CONNECTION_LOST    _lose_connection       ATTEMPT_FAILED  _fail_attempt
+
+and whatever leaves a transport goes through :meth:`Connection._leave_transport`, the one
+place that undoes a session and a transport, so no reset can be forgotten.
 
 Bad input from the network never raises out of the core: a malformed packet becomes the
-disconnect reason ``"parse error"`` and, by the rules of contract 2.2, a reconnect. Misuse by
-the caller raises at the call site (``ValueError``/``TypeError``, or
+disconnect reason ``"parse error"`` and, by the rules of ``specs/reconnect.md``, a
+reconnect. Misuse by the caller raises at the call site (``ValueError``/``TypeError``, or
 :class:`LocalProtocolError` for calls the current state does not allow).
 """
 
 from __future__ import annotations
 
-import enum
-import heapq
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from . import _json
-from ._backoff import backoff_delay
-from ._buffer import BufferedMessage, OfflineBuffer
-from ._engineio import decode_engine_packet, parse_handshake
-from ._errors import (
-    AckTimeout,
-    BufferFull,
-    ConnectError,
-    DecodeError,
-    Disconnected,
-    LocalProtocolError,
-)
+from ._acks import Acks
+from ._attempts import Attempts
+from ._channels import Channels, Notice, check_channel
+from ._engine import EngineSession, EngineSignal, Phase
+from ._errors import BufferFull, ConnectError, DecodeError, Disconnected
 from ._events import (
-    AckFailed,
-    AckReceived,
     CloseTransport,
     ConnectFailed,
     Event,
-    EventReceived,
     MessageDropped,
     OpenTransport,
     ReconnectAttemptStarted,
@@ -69,21 +71,17 @@ from ._events import (
     StateChanged,
 )
 from ._lifecycle import Lifecycle, State, Trigger
-from ._options import CoreOptions, OverflowPolicy
-from ._socketio import (
-    RESERVED_EVENTS,
-    Packet,
-    PacketDecoder,
-    PacketType,
-    _is_event_payload,
-    encode_packet,
-)
+from ._namespace import NamespaceSession
+from ._options import CoreOptions
+from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event
+from ._socketio import Packet, PacketType, check_event_name
 
 __all__ = ["Connection", "DisconnectReason"]
 
 
 class DisconnectReason:
-    """The disconnect reasons of Socket.IO (contract 2.2), as constants."""
+    """The disconnect reasons (``specs/reconnect.md``), as constants: Socket.IO's six, and
+    one of tether's for a client whose listeners cannot keep up (``specs/bounds.md``)."""
 
     CLIENT: Final = "io client disconnect"
     SERVER: Final = "io server disconnect"
@@ -91,86 +89,33 @@ class DisconnectReason:
     TRANSPORT_CLOSE: Final = "transport close"
     TRANSPORT_ERROR: Final = "transport error"
     PARSE_ERROR: Final = "parse error"
-
-
-#: Events the server may send before its CONNECT reply (connection state recovery replays
-#: missed packets first, socketio-protocol.md §3.6) are held until the reply. A server that
-#: sends more than this many, or more bytes than the offline buffer may hold
-#: (``max_buffered_bytes``), before replying is treated as broken ("parse error").
-MAX_HELD_EVENTS: Final = 100_000
-
-#: The pingInterval (ms) assumed when a server announces 0. python-engineio advertises
-#: ``int(seconds) * 1000``, so a sub-second interval is announced as 0 (socketio-protocol.md
-#: §1.3, pitfall 2); the real interval is then below one second, so one second is safe.
-ZERO_PING_INTERVAL_MS: Final = 1000
-
-
-#: The hub's channel-state events: restored by every connect, so never re-sent from a queue.
-_CHANNEL_STATE_EVENTS: Final = frozenset({"join", "leave", "update"})
+    LISTENERS_BEHIND: Final = "listeners fell behind"
 
 
 _CONNECTED: Final = State.CONNECTED
-
-
-class _Phase(enum.Enum):
-    """Where the current attempt's transport is. Not a lifecycle state."""
-
-    NONE = "none"  # no transport (waiting, connected-then-lost, closed)
-    OPENING = "opening"  # OpenTransport issued, waiting for transport_opened/failed
-    OPEN = "open"  # transport open, waiting for the Engine.IO OPEN packet
-    ENGINE_OPEN = "engine_open"  # handshake done, namespace CONNECT sent (or connected)
-
-
-_ENGINE_OPEN: Final = _Phase.ENGINE_OPEN
-
-
-@dataclass(slots=True)
-class _PendingCall:
-    #: The buffer key while the packet waits offline; None once it was written.
-    buffer_key: int | None
+_EVENT: Final = PacketType.EVENT
+_ACK: Final = PacketType.ACK
 
 
 class Connection:
     """One Socket.IO v5 client session over Engine.IO v4, as a pure state machine."""
 
     def __init__(self, options: CoreOptions | None = None, *, random: Callable[[], float]) -> None:
-        # At most 29 attributes: CPython 3.11 stops sharing an instance dict's keys at 30,
-        # and an unshared dict costs 1.3 KB more per client.
-        self.options = options if options is not None else CoreOptions()
-        self._random = random
+        self.options = options = options if options is not None else CoreOptions()
         self._lifecycle = Lifecycle()
-        self._outbox: list[str | bytes] = []
         self._events: list[Event] = []
-        self._decoder = PacketDecoder()
-        self._nsp = self.options.namespace
-        self._phase = _Phase.NONE
-        self._token = 0
-        self._auth: dict[str, Any] | None = None
-        self._attempt = 0  # reconnect attempt number; 0 = first attempt / not reconnecting
-        self._attempt_deadline: float | None = None
-        self._retry_at: float | None = None
-        # Heartbeat (Engine.IO v4 §"Heartbeat"): any inbound message proves the server alive.
-        self._heartbeat_window: float | None = None
-        self._last_received = 0.0
-        self._max_payload = self.options.max_payload
-        self._sid: str | None = None
-        self._recovered = False
-        # Connection state recovery (socketio-protocol.md §3): the private id and last offset.
-        self._pid: str | None = None
-        self._offset: str | None = None
-        self._held: list[Packet] = []
-        self._held_bytes = 0
-        # Acks we wait for, by id (ids count up from 0 for the client's lifetime: unique per
-        # namespace, as Socket.IO v5 requires, and never reused within a session).
-        self._next_call_id = 0
-        self._calls: dict[int, _PendingCall] = {}
-        self._call_deadlines: list[tuple[float, int]] = []
-        self._buffer = OfflineBuffer(self.options.max_buffered, self.options.max_buffered_bytes)
-        # Channels (contract 2.4/2.5): membership is state, not a queue of messages. What the
-        # user wants, and what the server of the current session has been told.
-        self._channels: dict[str, bool] = {}
-        self._server_channels: dict[str, bool] = {}
-        self._profile: tuple[Any, bool] | None = None
+        self._attempts = Attempts(options, random)
+        self._acks = Acks(self._events)
+        self._outbox = Outbox(self._acks.taken)
+        self._buffer = BufferPolicy(
+            OfflineBuffer(options.max_buffered, options.max_buffered_bytes),
+            buffering=options.buffer_messages,
+            overflow=options.overflow,
+            report=self._report_drop,
+        )
+        self._engine = EngineSession(options.max_payload, self._outbox)
+        self._namespace = NamespaceSession(options.namespace, options.max_buffered_bytes)
+        self._channels = Channels()
 
     # ------------------------------------------------------------------ introspection
 
@@ -180,85 +125,80 @@ class Connection:
 
     @property
     def is_connected(self) -> bool:
-        return self._lifecycle.state is State.CONNECTED
+        return self._lifecycle.state is _CONNECTED
 
     @property
     def sid(self) -> str | None:
         """The namespace's Socket.IO id while connected, else ``None``."""
-        return self._sid
+        return self._namespace.sid
 
     @property
     def recovered(self) -> bool:
-        """Whether the last connect restored the previous session (CSR)."""
-        return self._recovered
+        """Whether the last connect restored the previous session (connection state recovery)."""
+        return self._namespace.recovered
 
     @property
     def attempt(self) -> int:
         """The current reconnect attempt number; 0 when not reconnecting."""
-        return self._attempt
+        return self._attempts.number
 
     @property
     def buffered(self) -> int:
         """How many messages wait in the offline buffer."""
-        return len(self._buffer)
+        return len(self._buffer.buffer)
 
     @property
     def buffered_bytes(self) -> int:
-        return self._buffer.bytes
+        """How many bytes the messages in the offline buffer take."""
+        return self._buffer.buffer.bytes
 
     @property
     def channels(self) -> Mapping[str, bool]:
-        """The channels the user has joined, with their echo flags."""
-        return dict(self._channels)
+        """The channels the user has joined, with their echo flags (a copy)."""
+        return dict(self._channels.wanted)
 
     # ------------------------------------------------------------------ outputs
 
     def data_to_send(self) -> list[str | bytes]:
-        """The messages to write, in order, on the current transport; clears the outbox."""
-        out = self._outbox
-        self._outbox = []
-        return out
+        """The messages to write, in order, on the current transport; clears the outbox.
+
+        What the driver takes counts as written: a call among them now waits for its ACK,
+        and is failed with ``Disconnected`` if the session is lost first. What it has not
+        taken when the transport dies stays in the core, which buffers the user's messages
+        among it again.
+        """
+        return self._outbox.take()
+
+    @property
+    def data_pending(self) -> bool:
+        """Whether :meth:`data_to_send` has something (cheaper than taking it)."""
+        return self._outbox.pending
 
     def drain_events(self) -> list[Event]:
         """What happened since the last drain, in order; clears the list."""
-        events = self._events
-        self._events = []
+        events = self._events[:]
+        self._events.clear()
         return events
 
     @property
     def attempt_deadline(self) -> float | None:
         """When the connection attempt in flight times out (``timeout``), if one is."""
-        return self._attempt_deadline
+        return self._attempts.deadline
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or ``None`` for never."""
-        deadline: float | None = None
-        if self._retry_at is not None:
-            deadline = self._retry_at
-        if self._attempt_deadline is not None and (
-            deadline is None or self._attempt_deadline < deadline
-        ):
-            deadline = self._attempt_deadline
-        if self._heartbeat_window is not None:
-            heartbeat = self._last_received + self._heartbeat_window
-            if deadline is None or heartbeat < deadline:
-                deadline = heartbeat
-        deadlines = self._call_deadlines
-        while deadlines and deadlines[0][1] not in self._calls:
-            heapq.heappop(deadlines)
-        if deadlines and (deadline is None or deadlines[0][0] < deadline):
-            deadline = deadlines[0][0]
+        deadline = self._attempts.next_deadline()
+        for other in (self._engine.heartbeat_deadline(), self._acks.next_deadline()):
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         return deadline
 
     # ------------------------------------------------------------------ user calls
 
     def open(self, *, now: float) -> None:
-        """Start connecting from IDLE or CLOSED; a no-op in any other state (contract 2.2)."""
-        if not self._lifecycle.allows(Trigger.OPEN):
-            return
-        self._attempt = 0
-        self._fire(Trigger.OPEN)
-        self._start_attempt(now)
+        """Start connecting from IDLE or CLOSED; a no-op in any other state."""
+        if self._lifecycle.allows(Trigger.OPEN):
+            self._open(now)
 
     def close(self, *, now: float) -> None:
         """Close on purpose; nothing reconnects until :meth:`open`. Idempotent.
@@ -266,31 +206,22 @@ class Connection:
         Ends the server-side session too (a ``DISCONNECT`` is sent when connected), so the
         next ``open()`` does not ask for connection state recovery.
         """
-        state = self._lifecycle.state
         # The user ends the session: no recovery on the next open(), even when the client
         # was already CLOSED (after reconnect_failed, or with reconnection disabled).
-        self._pid = self._offset = None
-        if state is State.CLOSED:
-            return
-        if state is State.CONNECTED:
-            # Socket.IO v5 §"Disconnection": DISCONNECT for the namespace, then close the
-            # transport (socket.io-client sends no Engine.IO close packet on WebSocket, §1.8).
-            self._send_packet(Packet(PacketType.DISCONNECT, self._nsp))
-            self._lose_session(DisconnectReason.CLIENT)
-        self._stop_attempt()
-        self._retry_at = None
-        self._attempt = 0
-        self._fire(Trigger.CLOSE, reason=DisconnectReason.CLIENT)
+        self._namespace.forget_recovery()
+        if self._lifecycle.state is not State.CLOSED:
+            self._close()
 
     def emit(self, event: str, *args: Any, now: float) -> None:
-        """Emit ``event`` with ``args``: sent now when connected, else buffered (2.5).
+        """Emit ``event`` with ``args``: sent now when connected, else buffered.
 
         Raises ``ValueError`` for a reserved or empty event name, ``TypeError``/``ValueError``
         for arguments JSON cannot carry, and :class:`BufferFull` when offline with a full
         buffer and the ``raise`` policy.
         """
-        _check_event_name(event)
-        self._emit_packet(event, [event, *args], None, now)
+        check_event_name(event)
+        message = encode_event(self._namespace.name, [event, *args], None, self._max_payload())
+        self._send(message, now)
 
     def call(self, event: str, *args: Any, timeout: float | None, now: float) -> int:
         """Emit ``event`` asking for an acknowledgement; returns the call's id.
@@ -299,16 +230,12 @@ class Connection:
         exactly once. A call still in the offline buffer when its timeout expires is withdrawn
         and never sent.
         """
-        _check_event_name(event)
+        check_event_name(event)
         if timeout is not None and not (timeout > 0):
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        call_id = self._next_call_id
-        self._next_call_id += 1
-        # _emit_packet registers the call once its packet is written or buffered, not
-        # before: an emit into an expired heartbeat loses the session first, and that must
-        # not fail a call whose packet was never written (it is buffered and waits).
-        if self._emit_packet(event, [event, *args], call_id, now) and timeout is not None:
-            heapq.heappush(self._call_deadlines, (now + timeout, call_id))
+        call_id = self._acks.new_id()
+        message = encode_event(self._namespace.name, [event, *args], call_id, self._max_payload())
+        self._send(message, now, deadline=None if timeout is None else now + timeout)
         return call_id
 
     def ack(self, ack_id: int, *args: Any) -> None:
@@ -316,68 +243,48 @@ class Connection:
 
         Acks belong to the session that asked for them: once it is gone, this does nothing.
         """
-        if self._lifecycle.state is not State.CONNECTED:
-            return
-        self._send_packet(Packet(PacketType.ACK, self._nsp, list(args), ack_id))
+        if self._lifecycle.state is _CONNECTED:
+            self._outbox.add_packet(self._namespace.ack_packet(ack_id, args))
 
-    # --- channels (contract 2.4): the hub's wire format ---------------------------------
+    # --- channels: the hub's wire format (specs/hub-wire-format.md) -----------------------
 
     def join(self, channel: str, echo: bool | None = None, *, now: float) -> None:
-        _check_channel(channel)
+        check_channel(channel)
         flag = self._echo(echo)
         if not self.options.auto_join_channels:
             self.emit("join", {"channel": channel, "echo": flag}, now=now)
             return
-        self._channels[channel] = flag
-        if self._server_channels.get(channel) != flag and self._connected(now):
-            self._server_channels[channel] = flag
-            self._send_event("join", {"channel": channel, "echo": flag})
+        self._tell_hub(self._channels.join(channel, flag, self._connected(now)))
 
     def leave(self, channel: str, echo: bool | None = None, *, now: float) -> None:
-        _check_channel(channel)
+        check_channel(channel)
         flag = self._echo(echo)
         if not self.options.auto_join_channels:
             self.emit("leave", {"channel": channel, "echo": flag}, now=now)
             return
-        self._channels.pop(channel, None)
-        if channel not in self._server_channels:
-            return
-        if self._connected(now):
-            del self._server_channels[channel]
-            self._send_event("leave", {"channel": channel, "echo": flag})
-        else:
-            # The leave goes out at the next connect if that session is a recovered one
-            # (_restore_channels), with this call's own echo flag, not the join's (2.4).
-            self._server_channels[channel] = flag
+        self._tell_hub(self._channels.leave(channel, flag, self._connected(now)))
 
     def send(
         self, channel: str, event: str, message: Any, echo: bool | None = None, *, now: float
     ) -> None:
-        _check_channel(channel)
-        _check_event_name(event)
-        payload = {
-            "channel": channel,
-            "eventName": event,
-            "message": message,
-            "echo": self._echo(echo),
-        }
+        check_channel(channel)
+        check_event_name(event)  # the hub emits it to the channel's members as is
+        flag = self._echo(echo)
+        payload = {"channel": channel, "eventName": event, "message": message, "echo": flag}
         self.emit("message", payload, now=now)
 
     def broadcast(self, event: str, message: Any, echo: bool | None = None, *, now: float) -> None:
-        _check_event_name(event)
+        check_event_name(event)
         payload = {"eventName": event, "message": message, "echo": self._echo(echo)}
         self.emit("message", payload, now=now)
 
     def update_profile(self, data: Any, echo: bool | None = None, *, now: float) -> None:
         flag = self._echo(echo)
-        payload = {"data": data, "echo": flag}
-        _json.dumps(payload)  # refuse non-JSON data here, at the caller's line
+        _json.dumps(data)  # refuse non-JSON data here, at the caller's line
         if not self.options.auto_join_channels:
-            self.emit("update", payload, now=now)
+            self.emit("update", {"data": data, "echo": flag}, now=now)
             return
-        self._profile = (data, flag)
-        if self._connected(now):
-            self._send_profile()
+        self._tell_hub(self._channels.set_profile(data, flag, self._connected(now)))
 
     # ------------------------------------------------------------------ transport inputs
 
@@ -387,129 +294,157 @@ class Connection:
         Reports for a token the core no longer waits for are ignored (a connect that finished
         after the core gave up on it).
         """
-        if token != self._token or self._phase is not _Phase.OPENING:
+        if not self._engine.opening(token):
             return
         if auth is not None and not isinstance(auth, Mapping):
             raise TypeError(f"auth must be a mapping or None, got {type(auth).__name__}")
-        auth = dict(auth) if auth is not None else None
+        payload = dict(auth) if auth is not None else None
         # Refuse what JSON cannot carry here, not later on the read path (the handshake).
-        _json.dumps(auth)
-        self._auth = auth
-        self._phase = _Phase.OPEN
-        self._last_received = now
+        _json.dumps(payload)
+        self._namespace.auth = payload
+        self._engine.transport_opened(now)
 
     def transport_failed(self, token: int, message: str, *, now: float) -> None:
         """The transport for ``token`` could not be opened (refused, TLS, HTTP status ...)."""
-        if token != self._token or self._phase is not _Phase.OPENING:
-            return
-        self._phase = _Phase.NONE
-        self._attempt_failed(ConnectError(message), now)
+        if self._engine.opening(token):
+            self._fail_attempt(ConnectError(message), now, transport_gone=True)
 
-    def transport_closed(
-        self, token: int, reason: str, *, now: float, unsent: Sequence[str | bytes] = ()
-    ) -> None:
+    def transport_closed(self, token: int, reason: str, *, now: float) -> None:
         """The open transport for ``token`` closed (``"transport close"``/``"transport error"``).
 
-        ``unsent`` are messages the driver took from :meth:`data_to_send` but never handed to
-        the transport before it died. The user's events and calls among them go back into the
-        offline buffer, in order, and leave again after the reconnect (contract 2.5, nothing
-        lost; the calls keep waiting instead of failing with ``Disconnected``). The rest
-        belonged to the dead session and is dropped: pongs, acks, CONNECT/DISCONNECT, and the
-        channel state (``join``/``leave``/``update``), which every connect restores anyway.
+        The user's events and calls that the driver had not taken from :meth:`data_to_send`
+        go back into the offline buffer, in order, and leave again after the reconnect
+        (nothing lost; the calls keep waiting instead of failing with ``Disconnected``). The
+        rest belonged to the dead session and is dropped: pongs, acks, CONNECT/DISCONNECT,
+        and the channel state, which every connect restores anyway.
         """
-        if token != self._token or self._phase in (_Phase.NONE, _Phase.OPENING):
-            return
-        self._phase = _Phase.NONE
-        self._decoder.reset()
-        if unsent and self._lifecycle.state is State.CONNECTED:
-            self._requeue(unsent)
-        self._connection_broken(reason, now, transport_gone=True)
+        if self._engine.carried_by(token):
+            self._break(reason, now, transport_gone=True)
 
     def receive(self, message: str | bytes, *, now: float) -> None:
         """One whole WebSocket message from the current transport (the hot path)."""
-        phase = self._phase
-        if phase is _Phase.NONE or phase is _Phase.OPENING:
-            raise LocalProtocolError("receive() without an open transport")
-        self._last_received = now
-        if (
-            type(message) is str
-            and message[:3] == "42["
-            and phase is _ENGINE_OPEN
-            and self._nsp == "/"  # (not an attribute of its own: 30 would unshare the dict)
-            and self._lifecycle.state is _CONNECTED
-            and self._decoder._pending is None  # no binary packet half-received
-        ):
-            # The fast path for what a busy connection receives most: an EVENT on "/" without
-            # an ack id, while connected. One slice, one JSON parse, no Packet. Anything it
-            # does not accept falls through to the general path, which reports the error.
-            try:
-                data = _json.loads(message[2:])
-            except ValueError:
-                data = None
-            if _is_event_payload(data):
-                self._deliver(data, None)
-                return
         try:
-            if type(message) is str:
-                kind = message[:1]
-                if kind == "4":  # Engine.IO MESSAGE carrying a Socket.IO packet
-                    if phase is not _Phase.ENGINE_OPEN:
-                        raise DecodeError("message before the Engine.IO handshake")
-                    packet = self._decoder.feed_text(message[1:])
-                elif kind == "2":  # PING: answer with PONG carrying the same data (§1.4)
-                    self._outbox.append("3" + message[1:])
-                    return
-                elif kind == "0":
-                    self._on_handshake(message[1:], phase)
-                    return
-                elif kind == "1":  # CLOSE from the server: counts as "transport close" (2.2)
-                    self._connection_broken(DisconnectReason.TRANSPORT_CLOSE, now)
-                    return
-                elif kind in ("6", "3", "5"):  # NOOP, stray PONG/UPGRADE
-                    return
-                elif kind == "b":  # base64 binary MESSAGE (§1.2)
-                    if phase is not _Phase.ENGINE_OPEN:
-                        raise DecodeError("message before the Engine.IO handshake")
-                    data = decode_engine_packet(message).data
-                    assert isinstance(data, bytes)
-                    packet = self._decoder.feed_binary(data)
+            received = self._engine.receive(message, now)
+            if type(received) is Packet:
+                if (
+                    received.type is _EVENT
+                    and self._lifecycle.state is _CONNECTED
+                    and received.namespace == self._namespace.name
+                ):
+                    # What a busy connection receives most, dispatched first.
+                    self._events.append(self._namespace.event(received.data, received.id))
                 else:
-                    raise DecodeError(f"unknown Engine.IO packet type {kind!r}")
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                if phase is not _Phase.ENGINE_OPEN:
-                    raise DecodeError("binary message before the Engine.IO handshake")
-                packet = self._decoder.feed_binary(bytes(message))
-            else:
-                raise TypeError(f"message must be str or bytes, got {type(message).__name__}")
-            if packet is not None:
-                self._on_packet(packet, now)
+                    self._on_packet(received, now)
+            elif received is None:
+                return
+            elif received is EngineSignal.HANDSHAKE:
+                self._outbox.add_packet(self._namespace.connect_packet())
+            else:  # CLOSE from the server counts as "transport close" (specs/reconnect.md)
+                self._break(DisconnectReason.TRANSPORT_CLOSE, now)
         except DecodeError:
-            self._connection_broken(DisconnectReason.PARSE_ERROR, now)
+            self._break(DisconnectReason.PARSE_ERROR, now)
 
     # ------------------------------------------------------------------ time
 
     def handle_timer(self, *, now: float) -> None:
         """Do what is due at ``now``: retries, attempt timeouts, heartbeat, ack timeouts."""
-        if self._retry_at is not None and now >= self._retry_at:
-            self._retry_at = None
+        attempts = self._attempts
+        if attempts.retry_at is not None and now >= attempts.retry_at:
             self._start_attempt(now)
-        if self._attempt_deadline is not None and now >= self._attempt_deadline:
-            self._attempt_deadline = None
-            self._close_transport()
-            self._attempt_failed(ConnectError("timeout"), now)
-        if self._heartbeat_expired(now):
-            self._connection_broken(DisconnectReason.PING_TIMEOUT, now)
-        deadlines = self._call_deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, call_id = heapq.heappop(deadlines)
-            pending = self._calls.pop(call_id, None)
-            if pending is None:
-                continue
-            if pending.buffer_key is not None:
-                self._buffer.withdraw(pending.buffer_key)
-            self._events.append(AckFailed(call_id, AckTimeout("no ack within the timeout")))
+        if attempts.deadline is not None and now >= attempts.deadline:
+            self._fail_attempt(ConnectError("timeout"), now)
+        if self._engine.heartbeat_expired(now):
+            self._break(DisconnectReason.PING_TIMEOUT, now)
+        buffer = self._buffer.buffer
+        for key in self._acks.expire(now):
+            buffer.withdraw(key)
 
-    # ------------------------------------------------------------------ internals: lifecycle
+    # ------------------------------------------------------------------ the lifecycle
+    # One method per trigger of the table (specs/lifecycle.md): each fires its trigger and
+    # does all of its row's effects.
+
+    def _open(self, now: float) -> None:
+        """OPEN: IDLE/CLOSED → CONNECTING, and the first attempt starts."""
+        self._attempts.reset()
+        self._fire(Trigger.OPEN)
+        self._start_attempt(now)
+
+    def _connect_succeeded(self, reply: Any) -> None:
+        """CONNECT_SUCCEEDED: the namespace CONNECT reply arrived."""
+        namespace = self._namespace
+        namespace.accept(reply)  # raises DecodeError before anything changed
+        attempt = self._attempts.number
+        self._attempts.reset()
+        self._fire(Trigger.CONNECT_SUCCEEDED, attempt=attempt)
+        assert namespace.sid is not None
+        self._events.append(SocketConnected(namespace.sid, namespace.recovered))
+        if attempt:
+            self._events.append(Reconnected(attempt))
+        # specs/reconnect.md, after each (re)connect: CONNECT (done) → re-join channels with
+        # their own echo flags → restore the last profile → flush the buffer → new emits.
+        for notice in self._channels.session_started(namespace.recovered):
+            self._tell_hub(notice)
+        acks = self._acks
+        flushed = self._buffer.buffer.drain()
+        for message in flushed:
+            if message.call_id is not None:
+                acks.queued(message.call_id)
+        self._outbox.add_messages(flushed)
+        for packet in namespace.take_held():
+            self._events.append(namespace.event(packet.data, packet.id))
+
+    def _lose_connection(self, reason: str, now: float, *, transport_gone: bool) -> None:
+        """CONNECTION_LOST: a connected session ended for a retryable reason (or END, when
+        reconnection is off or allows no attempt)."""
+        self._leave_transport(reason, transport_gone=transport_gone)
+        if not self.options.reconnection:
+            self._end(reason)
+        elif self._attempts.exhausted():
+            self._give_up()
+        else:
+            delay = self._attempts.schedule(now)
+            self._fire(
+                Trigger.CONNECTION_LOST,
+                reason=reason,
+                attempt=self._attempts.number,
+                retry_in=delay,
+            )
+
+    def _fail_attempt(
+        self, error: ConnectError, now: float, *, transport_gone: bool = False
+    ) -> None:
+        """ATTEMPT_FAILED: an attempt failed for a retryable reason (or END, when
+        reconnection is off or the attempts are exhausted)."""
+        self._leave_transport(error.message, transport_gone=transport_gone)
+        self._events.append(ConnectFailed(error))
+        if not self.options.reconnection:
+            self._end(error.message)
+        elif self._attempts.exhausted():
+            self._give_up()
+        else:
+            delay = self._attempts.schedule(now)
+            self._fire(
+                Trigger.ATTEMPT_FAILED,
+                reason=error.message,
+                attempt=self._attempts.number,
+                retry_in=delay,
+            )
+
+    def _close(self) -> None:
+        """CLOSE: the user's ``close()``; a connected session says goodbye first."""
+        self._leave_transport(DisconnectReason.CLIENT, goodbye=True)
+        self._attempts.reset()
+        self._fire(Trigger.CLOSE, reason=DisconnectReason.CLIENT)
+
+    def _end(self, reason: str) -> None:
+        """END: the session ended for a reason that must not be retried."""
+        self._leave_transport(reason)
+        self._attempts.reset()
+        self._fire(Trigger.END, reason=reason)
+
+    def _give_up(self) -> None:
+        self._events.append(ReconnectFailed())
+        self._end("reconnect failed")
 
     def _fire(
         self,
@@ -522,246 +457,104 @@ class Connection:
         previous, current = self._lifecycle.fire(trigger)
         self._events.append(StateChanged(previous, current, reason, attempt, retry_in))
 
+    def _leave_transport(
+        self, reason: str, *, transport_gone: bool = False, goodbye: bool = False
+    ) -> None:
+        """Undo the session and the transport, whichever trigger follows. Idempotent.
+
+        The namespace session ends (``disconnect``, and the written calls fail); the
+        transport is closed (unless it reported its own end), after a goodbye DISCONNECT
+        when ``goodbye``; the user's messages it never wrote go back to the buffer, or, on a
+        goodbye, leave before the DISCONNECT; the attempt's timeout and held events go.
+        """
+        namespace = self._namespace
+        if namespace.sid is not None:
+            if goodbye:
+                # Socket.IO v5 §"Disconnection": DISCONNECT for the namespace, then close the
+                # transport (socket.io-client sends no Engine.IO close on WebSocket, §1.8).
+                self._outbox.add_packet(namespace.disconnect_packet())
+            namespace.ended()
+            self._events.append(SocketDisconnected(reason))
+            self._acks.session_lost(reason, queued_too=goodbye)
+        engine = self._engine
+        if engine.phase is not Phase.CLOSED:
+            engine.close()
+            if not goodbye:
+                self._requeue(self._outbox.take_unsent())
+            if not transport_gone:
+                self._events.append(CloseTransport(engine.token))
+        namespace.drop_held()
+        self._attempts.finished()
+
     def _start_attempt(self, now: float) -> None:
-        self._token += 1
-        self._phase = _Phase.OPENING
-        self._attempt_deadline = now + self.options.timeout
-        if self._attempt:
-            self._events.append(ReconnectAttemptStarted(self._attempt))
-        self._events.append(OpenTransport(self._token, self._attempt))
+        attempts = self._attempts
+        attempts.started(now)
+        token = self._engine.open_transport()
+        if attempts.number:
+            self._events.append(ReconnectAttemptStarted(attempts.number))
+        self._events.append(OpenTransport(token, attempts.number))
 
-    def _stop_attempt(self) -> None:
-        """Forget the attempt in flight, closing its transport if there is one."""
-        if self._phase is not _Phase.NONE:
-            self._close_transport()
-        self._attempt_deadline = None
+    def _break(self, reason: str, now: float, *, transport_gone: bool = False) -> None:
+        """The transport can carry nothing more, for a retryable ``reason``."""
+        if self._lifecycle.state is _CONNECTED:
+            self._lose_connection(reason, now, transport_gone=transport_gone)
+        else:
+            self._fail_attempt(ConnectError(reason), now, transport_gone=transport_gone)
 
-    def _close_transport(self) -> None:
-        self._phase = _Phase.NONE
-        self._heartbeat_window = None
-        self._decoder.reset()
-        self._held.clear()
-        self._held_bytes = 0
-        self._events.append(CloseTransport(self._token))
-
-    def _on_handshake(self, payload: str, phase: _Phase) -> None:
-        # Engine.IO v4 §"Handshake": the server speaks first, once.
-        if phase is not _Phase.OPEN:
-            raise DecodeError("a second Engine.IO OPEN packet")
-        handshake = parse_handshake(payload)
-        # A 0 interval can only be python-engineio's truncation of a sub-second one; any other
-        # value is taken as announced (Node's are exact).
-        interval = handshake.ping_interval or ZERO_PING_INTERVAL_MS
-        self._heartbeat_window = (interval + handshake.ping_timeout) / 1000.0
-        self._max_payload = handshake.max_payload or self.options.max_payload
-        self._phase = _Phase.ENGINE_OPEN
-        auth = self._auth
-        if self._pid is not None and self._offset is not None:
-            # CSR (socketio-protocol.md §3.5): pid and offset ride in the CONNECT payload;
-            # the user's auth keys win on a collision, as in socket.io-client.
-            auth = {"pid": self._pid, "offset": self._offset, **(auth or {})}
-        self._send_packet(Packet(PacketType.CONNECT, self._nsp, auth))
+    # ------------------------------------------------------------------ receiving
 
     def _on_packet(self, packet: Packet, now: float) -> None:
-        if packet.namespace != self._nsp:
+        namespace = self._namespace
+        if packet.namespace != namespace.name:
             return  # another namespace of the same server: not ours to handle
         kind = packet.type
-        connected = self._lifecycle.state is State.CONNECTED
-        if kind is PacketType.EVENT or kind is PacketType.BINARY_EVENT:
-            if connected:
-                self._deliver(packet.data, packet.id)
-            elif len(self._held) < MAX_HELD_EVENTS and self._hold_fits(packet):
-                # Socket.IO v5 §2.4 / pitfall 10: events may precede the CONNECT reply.
-                self._held.append(packet)
-            else:
-                raise DecodeError("too many events before the CONNECT reply")
-        elif kind is PacketType.ACK or kind is PacketType.BINARY_ACK:
-            # While connected the buffer is empty (flushed on connect), so every pending
-            # call has been written; an ack for an unknown id is ignored (§2.5).
-            if connected and self._calls.pop(packet.id, None) is not None:  # type: ignore[arg-type]
-                self._events.append(AckReceived(packet.id, tuple(packet.data)))  # type: ignore[arg-type]
+        connected = self._lifecycle.state is _CONNECTED
+        if kind is _EVENT:
+            # receive() delivers the events of a connected session: this one came before
+            # the CONNECT reply (Socket.IO v5 §2.4 / pitfall 10) and waits for it.
+            namespace.hold(packet)
+        elif kind is _ACK:
+            # Only a written call resolves, and written calls exist only while connected
+            # (the loss of their session fails them); an ACK for another id is ignored.
+            self._acks.resolve(packet.id, packet.data)
         elif kind is PacketType.CONNECT:
             if connected:
                 raise DecodeError("a CONNECT reply while already connected")
-            data = packet.data
-            if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
-                # socket.io-client treats a reply without sid as an error (a v2 server).
-                raise DecodeError("CONNECT reply without a sid")
-            pid = data.get("pid")
-            self._on_connected(data["sid"], pid if isinstance(pid, str) else None, now)
+            self._connect_succeeded(packet.data)
         elif kind is PacketType.CONNECT_ERROR:
             if connected:
                 raise DecodeError("CONNECT_ERROR while connected")
-            self._refused(packet.data, now)
+            self._refused(packet.data)
         elif connected:  # DISCONNECT
-            self._server_disconnected()
+            namespace.forget_recovery()
+            self._end(DisconnectReason.SERVER)
         else:
             # python-socketio's always_connect mode may refuse with DISCONNECT + payload.
-            self._refused(packet.data, now)
+            self._refused(packet.data)
 
-    def _hold_fits(self, packet: Packet) -> bool:
-        # Only before the CONNECT reply, so measuring by re-encoding costs the hot path nothing.
-        text, attachments = _json.dumps_with_binary(packet.data)
-        self._held_bytes += len(text) + sum(len(a) for a in attachments)
-        return self._held_bytes <= self.options.max_buffered_bytes
-
-    def _on_connected(self, sid: str, pid: str | None, now: float) -> None:
-        self._recovered = pid is not None and pid == self._pid and self._offset is not None
-        self._pid = pid
-        if not self._recovered:
-            self._offset = None
-            self._server_channels = {}
-        # Even a recovered session gets every join and the profile again: CSR replays only
-        # server→client packets, so a join written just before the drop may never have
-        # arrived (socket.io #5363). Joins and profile updates are idempotent on the hub.
-        self._sid = sid
-        self._attempt_deadline = None
-        attempt = self._attempt
-        self._attempt = 0
-        self._fire(Trigger.CONNECT_SUCCEEDED, attempt=attempt)
-        self._events.append(SocketConnected(sid, self._recovered))
-        if attempt:
-            self._events.append(Reconnected(attempt))
-        # Contract 2.5, after each (re)connect: CONNECT (done) → re-join channels with their
-        # own echo flags → restore the last profile → flush the buffer → new emits.
-        self._restore_channels()
-        if self._profile is not None:
-            self._send_profile()
-        self._flush_buffer()
-        held, self._held = self._held, []
-        self._held_bytes = 0
-        for packet in held:
-            self._deliver(packet.data, packet.id)
-
-    def _restore_channels(self) -> None:
-        server = self._server_channels
-        for channel in [c for c in server if c not in self._channels]:
-            self._send_event("leave", {"channel": channel, "echo": server.pop(channel)})
-        for channel, flag in self._channels.items():
-            server[channel] = flag
-            self._send_event("join", {"channel": channel, "echo": flag})
-
-    def _send_profile(self) -> None:
-        assert self._profile is not None
-        data, flag = self._profile
-        self._send_event("update", {"data": data, "echo": flag})
-
-    def _flush_buffer(self) -> None:
-        outbox = self._outbox
-        calls = self._calls
-        for message in self._buffer.drain():
-            outbox.extend(message.frames)
-            if message.call_id is not None:
-                calls[message.call_id].buffer_key = None
-
-    def _deliver(self, data: list[Any], ack_id: int | None) -> None:
-        if self._pid is not None and ack_id is None and len(data) > 1:
-            last = data[-1]
-            if type(last) is str:
-                # CSR: the server appended the packet's offset as the last argument (§3.2).
-                self._offset = last
-                self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:-1]), None))
-                return
-        self._events.append(EventReceived(_event_name(data[0]), tuple(data[1:]), ack_id))
-
-    def _refused(self, payload: Any, now: float) -> None:
-        # CONNECT_ERROR: Node sends {message, data?}; python-socketio may send a bare string
-        # (socketio-protocol.md §2.4, pitfall 12). A refusal is final: no retry (2.2).
-        if isinstance(payload, dict):
-            message = payload.get("message")
-            error = ConnectError(
-                message if isinstance(message, str) else "connection refused",
-                payload.get("data"),
-                refused=True,
-            )
-        else:
-            error = ConnectError(
-                payload if isinstance(payload, str) else "connection refused", None, refused=True
-            )
-        self._stop_attempt()
-        self._pid = self._offset = None
+    def _refused(self, payload: Any) -> None:
+        """The server refused the namespace CONNECT: final, no retry (specs/reconnect.md)."""
+        error = self._namespace.refusal(payload)
+        self._namespace.forget_recovery()
+        self._leave_transport(error.message)
         self._events.append(ConnectFailed(error))
         self._end(error.message)
 
-    def _server_disconnected(self) -> None:
-        self._lose_session(DisconnectReason.SERVER)
-        self._close_transport()
-        self._pid = self._offset = None
-        self._end(DisconnectReason.SERVER)
+    # ------------------------------------------------------------------ sending
 
-    def _end(self, reason: str) -> None:
-        self._retry_at = None
-        self._attempt = 0
-        self._fire(Trigger.END, reason=reason)
-
-    def _lose_session(self, reason: str) -> None:
-        """Leave CONNECTED: report the disconnect and fail the calls already written."""
-        self._sid = None
-        self._events.append(SocketDisconnected(reason))
-        for call_id in [c for c, p in self._calls.items() if p.buffer_key is None]:
-            del self._calls[call_id]
-            self._events.append(AckFailed(call_id, Disconnected(reason)))
-
-    def _connection_broken(self, reason: str, now: float, *, transport_gone: bool = False) -> None:
-        """The transport is unusable for ``reason``: reconnect or stop, by the rules of 2.2."""
-        if not transport_gone:
-            self._close_transport()
-        self._heartbeat_window = None
-        self._held.clear()
-        self._held_bytes = 0
-        if self._lifecycle.state is State.CONNECTED:
-            self._lose_session(reason)
-            if not self.options.reconnection:
-                self._end(reason)
-                return
-            self._attempt = 0
-            self._schedule_retry(Trigger.CONNECTION_LOST, reason, now)
-        else:
-            self._attempt_failed(ConnectError(reason), now)
-
-    def _attempt_failed(self, error: ConnectError, now: float) -> None:
-        self._attempt_deadline = None
-        self._events.append(ConnectFailed(error))
-        if not self.options.reconnection:
-            self._end(error.message)
-            return
-        self._schedule_retry(Trigger.ATTEMPT_FAILED, error.message, now)
-
-    def _schedule_retry(self, trigger: Trigger, reason: str, now: float) -> None:
-        limit = self.options.reconnection_attempts
-        if limit is not None and self._attempt >= limit:
-            self._events.append(ReconnectFailed())
-            self._end("reconnect failed")
-            return
-        self._attempt += 1
-        options = self.options
-        delay = backoff_delay(
-            self._attempt,
-            options.reconnection_delay,
-            options.reconnection_delay_max,
-            options.randomization_factor,
-            self._random(),
-        )
-        self._retry_at = now + delay
-        self._fire(trigger, reason=reason, attempt=self._attempt, retry_in=delay)
-
-    # ------------------------------------------------------------------ internals: sending
+    def _max_payload(self) -> int:
+        return self._engine.max_payload
 
     def _connected(self, now: float) -> bool:
         """Whether the session is CONNECTED, once a heartbeat that has already expired (the
         timer is late) has had its verdict: channel state is never written into a dead
         connection, where a recovered session would then believe it had arrived."""
-        if self._lifecycle.state is not State.CONNECTED:
+        if self._lifecycle.state is not _CONNECTED:
             return False
-        if self._heartbeat_expired(now):
+        if self._engine.heartbeat_expired(now):
             self.handle_timer(now=now)
             return False
         return True
-
-    def _heartbeat_expired(self, now: float) -> bool:
-        """No inbound message for pingInterval + pingTimeout (Engine.IO v4 "Heartbeat")."""
-        window = self._heartbeat_window
-        return window is not None and now >= self._last_received + window
 
     def _echo(self, echo: bool | None) -> bool:
         if echo is None:
@@ -770,134 +563,43 @@ class Connection:
             raise TypeError(f"echo must be a bool or None, got {type(echo).__name__}")
         return echo
 
-    def _send_packet(self, packet: Packet) -> None:
-        text, attachments = encode_packet(packet)
-        self._outbox.append("4" + text)
-        if attachments:
-            self._outbox.extend(attachments)
+    def _tell_hub(self, notice: Notice | None) -> None:
+        if notice is not None:
+            name, payload = notice
+            self._outbox.add_packet(Packet(_EVENT, self._namespace.name, [name, payload]))
 
-    def _send_event(self, event: str, payload: Any) -> None:
-        self._send_packet(Packet(PacketType.EVENT, self._nsp, [event, payload]))
-
-    def _emit_packet(self, event: str, data: list[Any], call_id: int | None, now: float) -> bool:
-        """Write or buffer one EVENT; register ``call_id`` as pending unless it was dropped.
-
-        Returns whether the message was written or buffered (False: dropped and reported).
-        """
-        text, attachments = encode_packet(Packet(PacketType.EVENT, self._nsp, data, call_id))
-        frames: tuple[str | bytes, ...] = ("4" + text, *attachments)
-        size = len(frames[0])
-        if size * 4 > self._max_payload:
-            # maxPayload counts bytes; only measure UTF-8 when characters could exceed it.
-            size = len(text.encode()) + 1
-        if size > self._max_payload or any(len(a) > self._max_payload for a in attachments):
-            raise ValueError(
-                f"message of {size} bytes exceeds the server's maxPayload of {self._max_payload}"
-            )
-        expired = False
-        if self._lifecycle.state is State.CONNECTED:
+    def _send(self, message: Outgoing, now: float, *, deadline: float | None = None) -> None:
+        """Queue ``message`` for the open transport when connected, else buffer it (or drop
+        it, by the policy); a call starts waiting for its ACK unless it was dropped."""
+        if self._lifecycle.state is _CONNECTED:
             # The heartbeat may have expired while the timer has not run yet (throttled
             # timers, socket.io-client's _hasPingExpired): don't write into a dead connection.
-            expired = self._heartbeat_expired(now)
-            if not expired:
-                self._outbox.extend(frames)
-                if call_id is not None:
-                    self._calls[call_id] = _PendingCall(None)
-                return True
-        size += sum(len(a) for a in attachments)
-        buffer = self._buffer
-        policy = self.options.overflow
-        buffering = self.options.buffer_messages
-        if buffering and policy is OverflowPolicy.RAISE and not buffer.fits(size):
-            # Refused before anything changed: a call that raises has no other effect.
-            raise BufferFull(
-                f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
-            )
-        if expired:
+            if not self._engine.heartbeat_expired(now):
+                self._outbox.add_message(message)
+                if message.call_id is not None:
+                    self._acks.expect(message.call_id, None, deadline)
+                return
+            self._buffer.check_room(message)  # refused before anything changed
             self.handle_timer(now=now)  # the timer's verdict lands first, then we buffer
-        if not buffering:
-            self._report_drop(event, call_id, "not connected")
-            return False
-        if not buffer.fits(size):
-            if policy is OverflowPolicy.DROP_NEWEST or size > buffer.max_bytes:
-                # A message larger than the whole buffer can only drop itself.
-                self._report_drop(event, call_id, "buffer full")
-                return False
-            while not buffer.fits(size):
-                dropped = buffer.pop_oldest()
-                self._report_drop(dropped.event, dropped.call_id, "buffer full")
-        key = buffer.push(BufferedMessage(frames, size, event, call_id))
-        if call_id is not None:
-            self._calls[call_id] = _PendingCall(key)
-        return True
+        else:
+            self._buffer.check_room(message)
+        key = self._buffer.admit(message)
+        if key is not None and message.call_id is not None:
+            self._acks.expect(message.call_id, key, deadline)
 
-    def _requeue(self, frames: Sequence[str | bytes]) -> None:
-        """Put the user's messages among never-written ``frames`` back into the buffer."""
-        decoder = PacketDecoder()
-        group: list[str | bytes] = []
-        for frame in frames:
-            try:
-                if isinstance(frame, str):
-                    # "4" + a Socket.IO packet we encoded; anything else (a pong) is dropped.
-                    group = [frame] if frame[:1] == "4" else []
-                    packet = decoder.feed_text(frame[1:]) if group else None
-                elif group:  # an attachment of the binary packet in ``group``
-                    group.append(frame)
-                    packet = decoder.feed_binary(frame)
-                else:
-                    continue
-            except DecodeError:  # pragma: no cover - we encoded these frames ourselves
-                decoder.reset()
-                group = []
-                continue
-            if packet is None or packet.type is not PacketType.EVENT:
-                continue  # waiting for attachments, or an ACK/CONNECT/DISCONNECT
-            message, group = tuple(group), []
-            name = packet.data[0]
-            call_id = packet.id
-            if self.options.auto_join_channels and name in _CHANNEL_STATE_EVENTS:
-                continue
-            if call_id is not None and call_id not in self._calls:
-                continue  # already resolved (it timed out meanwhile)
-            size = sum(len(part) for part in message)
-            if not self.options.buffer_messages or not self._buffer.fits(size):
-                self._report_drop(
-                    name,
-                    call_id,
-                    "buffer full" if self.options.buffer_messages else "not connected",
-                )
-                continue
-            key = self._buffer.push(BufferedMessage(message, size, name, call_id))
-            if call_id is not None:
-                self._calls[call_id].buffer_key = key
+    def _requeue(self, unsent: list[Outgoing]) -> None:
+        """Buffer again the user's messages a dead transport never wrote, in order."""
+        acks = self._acks
+        for message in unsent:
+            call_id = message.call_id
+            if call_id is not None and call_id not in acks:
+                continue  # it timed out meanwhile
+            key = self._buffer.readmit(message)
+            if key is not None and call_id is not None:
+                acks.buffered(call_id, key)
 
     def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
         self._events.append(MessageDropped(event, call_id, reason))
         if call_id is not None:
-            # A buffered call being dropped, or a new one that never got registered.
-            self._calls.pop(call_id, None)
             error = Disconnected(reason) if reason == "not connected" else BufferFull(reason)
-            self._events.append(AckFailed(call_id, error))
-
-
-def _event_name(name: str | int | float) -> str:
-    # Node's validator lets an event be named by a number (socketio-protocol.md §2.8);
-    # listeners are keyed by str, so a number is delivered under its JSON spelling.
-    return name if type(name) is str else _json.dumps(name)
-
-
-def _check_event_name(event: object) -> None:
-    if not isinstance(event, str):
-        raise TypeError(f"event names are str, got {type(event).__name__}")
-    if not event:
-        raise ValueError("event name must not be empty")
-    if event in RESERVED_EVENTS:
-        # Socket.IO v5 §2.8: Node closes the whole connection on a reserved name.
-        raise ValueError(f"{event!r} is a reserved Socket.IO event name and cannot be emitted")
-
-
-def _check_channel(channel: object) -> None:
-    if not isinstance(channel, str):
-        raise TypeError(f"channel names are str, got {type(channel).__name__}")
-    if not channel:
-        raise ValueError("channel name must not be empty")
+            self._acks.fail(call_id, error)

@@ -14,8 +14,9 @@ Engine.IO v4 §"Packet encoding", WebSocket flavour (socketio-protocol.md §1.2)
 The first frame of a session is the OPEN packet whose JSON payload :func:`parse_handshake`
 reads (§1.3).
 
-:func:`decode_engine_packet` and :func:`parse_handshake` take ``str`` or ``bytes`` of any
-content and either return a value or raise :class:`DecodeError`; nothing else escapes them.
+:func:`decode_frame` (and its packet-object form :func:`decode_engine_packet`) and
+:func:`parse_handshake` take ``str`` or ``bytes`` of any content and either return a value or
+raise :class:`DecodeError`; nothing else escapes them.
 Both run once per WebSocket frame, so they avoid regexes, enum calls and any allocation beyond
 the result.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from tether.core._errors import DecodeError
+from tether.core._errors import preview as _preview
 from tether.core._json import loads
 
 __all__ = [
@@ -35,7 +37,9 @@ __all__ = [
     "EnginePacketType",
     "Handshake",
     "decode_engine_packet",
+    "decode_frame",
     "encode_engine_packet",
+    "encode_frame",
     "parse_handshake",
 ]
 
@@ -99,14 +103,8 @@ _MESSAGE = EnginePacketType.MESSAGE
 _BINARY_TYPES = (bytes, bytearray, memoryview)
 
 
-def _preview(message: str | bytes) -> str:
-    """A short, safe rendering of bad input for error messages."""
-    text = repr(message)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def encode_engine_packet(packet: EnginePacket) -> str | bytes:
-    """Encode ``packet`` as the payload of one WebSocket frame.
+def encode_frame(packet_type: EnginePacketType, data: str | bytes = "") -> str | bytes:
+    """Encode one Engine.IO packet as the payload of one WebSocket frame.
 
     Returns ``bytes`` (send as a binary frame) for a MESSAGE with binary data, and ``str``
     (send as a text frame) otherwise: the type digit followed by the data (Engine.IO v4
@@ -116,26 +114,34 @@ def encode_engine_packet(packet: EnginePacket) -> str | bytes:
     Raises ``ValueError`` for binary data on any other packet type, which the protocol
     cannot express.
     """
-    data = packet.data
     if isinstance(data, str):
-        return _CHAR_BY_TYPE[packet.type] + data
-    if packet.type != _MESSAGE:
-        raise ValueError(f"only MESSAGE packets can carry binary data, not {packet.type!r}")
+        return _CHAR_BY_TYPE[packet_type] + data
+    if packet_type != _MESSAGE:
+        raise ValueError(f"only MESSAGE packets can carry binary data, not {packet_type!r}")
     return bytes(data)
 
 
-def decode_engine_packet(message: str | bytes | bytearray | memoryview) -> EnginePacket:
-    """Decode the payload of one WebSocket frame.
+def encode_engine_packet(packet: EnginePacket) -> str | bytes:
+    """:func:`encode_frame` for an :class:`EnginePacket`."""
+    return encode_frame(packet.type, packet.data)
+
+
+def decode_frame(
+    message: str | bytes | bytearray | memoryview,
+) -> tuple[EnginePacketType, str | bytes]:
+    """Decode the payload of one WebSocket frame into ``(packet type, data)``.
 
     ``bytes`` (a binary frame) is always a MESSAGE carrying those bytes. ``str`` (a text
     frame) is a type digit plus data, or ``b`` plus base64 for a binary MESSAGE. Raises
     :class:`DecodeError` for an empty text frame, an unknown leading character or bad base64.
     Any other argument type is a caller bug and raises ``TypeError``.
+
+    This is the form the core's receive path uses: a tuple, no packet object per frame.
     """
-    if isinstance(message, str):
+    if type(message) is str:
         packet_type = _TYPE_BY_CHAR.get(message[:1])
         if packet_type is not None:
-            return EnginePacket(packet_type, message[1:])
+            return packet_type, message[1:]
         if message[:1] == "b":
             try:
                 # validate=True rejects characters outside the alphabet instead of skipping
@@ -145,11 +151,17 @@ def decode_engine_packet(message: str | bytes | bytearray | memoryview) -> Engin
                 decoded = b64decode(message[1:], validate=True)
             except ValueError as exc:
                 raise DecodeError(f"invalid base64 message {_preview(message)}") from exc
-            return EnginePacket(_MESSAGE, decoded)
+            return _MESSAGE, decoded
         raise DecodeError(f"unknown Engine.IO packet {_preview(message)}")
     if isinstance(message, _BINARY_TYPES):
-        return EnginePacket(_MESSAGE, bytes(message))
+        return _MESSAGE, bytes(message)
     raise TypeError(f"expected str or bytes, got {type(message).__name__}")
+
+
+def decode_engine_packet(message: str | bytes | bytearray | memoryview) -> EnginePacket:
+    """:func:`decode_frame` as an :class:`EnginePacket`."""
+    packet_type, data = decode_frame(message)
+    return EnginePacket(packet_type, data)
 
 
 def _non_negative_int(obj: dict[str, object], key: str, default: int | None = None) -> int:

@@ -84,3 +84,10 @@ class DecodeError(RemoteProtocolError):
 
     The codecs raise this, and only this, for any malformed input.
     """
+
+
+def preview(value: object) -> str:
+    """A short rendering of bad input for error messages: input can be megabytes long, and an
+    error text ends up in logs."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

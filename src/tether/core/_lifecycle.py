@@ -20,9 +20,12 @@ triggers exist, and any trigger that is not listed for the current state raises)
 fails if the two disagree. Nothing else in tether assigns a state.
 
 The machine is deliberately small: timers, backoff and buffers are not states. They live in
-:mod:`tether.core._connection`, which decides *which* trigger to fire; this module only says
-whether that trigger is legal from where we are. We use no ``transitions`` callbacks,
-conditions, timers or async extensions: time stays an input of the core.
+the parts :class:`~tether.core.Connection` composes, and the Connection decides *which*
+trigger to fire; this module only says whether that trigger is legal from where we are. Each
+row also says what its transition does (``effects``, rendered into ``specs/lifecycle.md``):
+one method of the Connection fires each trigger and does exactly that, and a test checks
+that no other method fires it. We use no ``transitions`` callbacks, conditions, timers or
+async extensions: time stays an input of the core.
 """
 
 from __future__ import annotations
@@ -73,11 +76,12 @@ class Trigger(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """One row of the lifecycle table."""
+    """One row of the lifecycle table, with what the transition does besides moving."""
 
     trigger: Trigger
     sources: tuple[State, ...]
     dest: State
+    effects: str
 
 
 _S = State
@@ -85,14 +89,48 @@ _T = Trigger
 
 #: The lifecycle table. Order matters only for the rendered docs.
 TRANSITIONS: Final[tuple[Transition, ...]] = (
-    Transition(_T.OPEN, (_S.IDLE, _S.CLOSED), _S.CONNECTING),
-    Transition(_T.CONNECT_SUCCEEDED, (_S.CONNECTING, _S.RECONNECTING), _S.CONNECTED),
-    Transition(_T.CONNECTION_LOST, (_S.CONNECTED,), _S.RECONNECTING),
+    Transition(
+        _T.OPEN,
+        (_S.IDLE, _S.CLOSED),
+        _S.CONNECTING,
+        "the attempt count starts at 0; the first attempt opens a transport",
+    ),
+    Transition(
+        _T.CONNECT_SUCCEEDED,
+        (_S.CONNECTING, _S.RECONNECTING),
+        _S.CONNECTED,
+        "the attempt count starts at 0; `connect` (and `reconnect`); channels re-joined, "
+        "profile restored, buffer flushed; the events held before the reply delivered",
+    ),
+    Transition(
+        _T.CONNECTION_LOST,
+        (_S.CONNECTED,),
+        _S.RECONNECTING,
+        "`disconnect`, written calls fail; the transport closes and its unwritten messages "
+        "go back to the buffer; the next attempt is scheduled",
+    ),
     # A failed first attempt is retried like a lost connection (socket.io-client's
     # maybeReconnectOnOpen); a failed retry stays in RECONNECTING with a new delay.
-    Transition(_T.ATTEMPT_FAILED, (_S.CONNECTING, _S.RECONNECTING), _S.RECONNECTING),
-    Transition(_T.CLOSE, (_S.IDLE, _S.CONNECTING, _S.CONNECTED, _S.RECONNECTING), _S.CLOSED),
-    Transition(_T.END, (_S.CONNECTING, _S.CONNECTED, _S.RECONNECTING), _S.CLOSED),
+    Transition(
+        _T.ATTEMPT_FAILED,
+        (_S.CONNECTING, _S.RECONNECTING),
+        _S.RECONNECTING,
+        "the transport closes; `connect_error`; the next attempt is scheduled",
+    ),
+    Transition(
+        _T.CLOSE,
+        (_S.IDLE, _S.CONNECTING, _S.CONNECTED, _S.RECONNECTING),
+        _S.CLOSED,
+        "a connected session writes its queued messages and DISCONNECT, then `disconnect`, "
+        "and its calls fail; the transport closes; nothing is pending",
+    ),
+    Transition(
+        _T.END,
+        (_S.CONNECTING, _S.CONNECTED, _S.RECONNECTING),
+        _S.CLOSED,
+        "as `connection_lost` for a connected session, as `attempt_failed` for an attempt; "
+        "nothing is pending",
+    ),
 )
 
 
