@@ -39,8 +39,9 @@ async def main(url: str, drop: Callable[[str], bool]) -> None:
         with anyio.fail_after(5):  # delivered while online
             while len(received) < 3:
                 await anyio.sleep(0.01)
-        assert writer.socket_id is not None
-        drop(writer.socket_id)  # cut the writer's network
+        sid = writer.get_socket_id()
+        assert sid is not None
+        drop(sid)  # cut the writer's network
         with anyio.fail_after(5):
             while writer.is_connected():
                 await anyio.sleep(0.01)

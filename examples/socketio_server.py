@@ -19,7 +19,7 @@ import tether
 async def main(url: str) -> None:
     async with tether.RealtimeClient(url, reconnection_delay_max=2.0) as rt:
         await rt.wait_connected(timeout=10)
-        print("connected as", rt.socket_id)
+        print("connected as", rt.get_socket_id())
         async with rt.events("echo") as echoes:
             rt.emit("echo", "hello", {"n": 1}, b"\x00\x01 raw bytes")
             async for name, args in echoes:

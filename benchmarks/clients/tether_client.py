@@ -133,7 +133,7 @@ class _Fleet:
             attempts.append(time.time())
 
         rt.on("connect", on_connect)
-        rt.on("reconnect_attempt", on_attempt)
+        rt.on_reconnect_attempt(on_attempt)
         rt.on("disconnect", on_disconnect)
 
     async def hold(self, i: int) -> None:

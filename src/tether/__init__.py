@@ -13,16 +13,19 @@ The sans-IO core lives in :mod:`tether.core`; the transports in :mod:`tether.tra
 
 from __future__ import annotations
 
-from ._client import EventsOverflow, EventStream, Member, RealtimeClient, StateChange
+from ._client import Member, RealtimeClient
+from ._event_stream import EventsOverflow, EventStream
 from .core import (
     AckTimeout,
     BufferFull,
     ConnectError,
     Disconnected,
     DisconnectReason,
+    MessageDropped,
     OverflowPolicy,
     ProtocolError,
     State,
+    StateChanged,
     TetherError,
 )
 
@@ -35,11 +38,12 @@ __all__ = [
     "EventStream",
     "EventsOverflow",
     "Member",
+    "MessageDropped",
     "OverflowPolicy",
     "ProtocolError",
     "RealtimeClient",
     "State",
-    "StateChange",
+    "StateChanged",
     "TetherError",
 ]
 

@@ -16,8 +16,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._client import RealtimeClient, StateChange
-from .core import ConnectError, State
+from ._client import RealtimeClient
+from .core import ConnectError, State, StateChanged
 
 __all__ = ["run_connect", "run_demo"]
 
@@ -44,14 +44,14 @@ def _short(value: Any, limit: int = 120) -> str:
 
 def attach_printer(rt: RealtimeClient, who: str, say: Callable[[str, str], None]) -> None:
     """Print every lifecycle event and incoming event of ``rt``."""
-    rt.on_connect(lambda: say(who, f"connected, socket id {rt.socket_id}"))
+    rt.on_connect(lambda: say(who, f"connected, socket id {rt.get_socket_id()}"))
     rt.on_disconnect(lambda reason: say(who, f"disconnected: {reason}"))
     rt.on_error(lambda err: say(who, f"connect error: {err.message} data={_short(err.data)}"))
     rt.on_reconnect_attempt(lambda n: say(who, f"reconnect attempt #{n}"))
     rt.on_reconnect(lambda n: say(who, f"reconnected after {n} attempt(s)"))
     rt.on_reconnect_failed(lambda: say(who, "reconnect failed: giving up"))
 
-    def state(change: StateChange) -> None:
+    def state(change: StateChanged) -> None:
         extra = f", retry in {change.retry_in:.2f}s" if change.retry_in is not None else ""
         reason = f" ({change.reason})" if change.reason else ""
         say(who, f"state {change.previous.value} -> {change.current.value}{reason}{extra}")
@@ -210,7 +210,7 @@ async def _demo(out: TextIO) -> int:
             attach_printer(bob, "bob", say)
             chat: list[str] = []
             alice.on("chat", lambda payload: chat.append(payload["message"]["text"]))
-            bob_states: list[StateChange] = []
+            bob_states: list[StateChanged] = []
             bob.on_state_change(bob_states.append)
             bob_attempts: list[int] = []
             bob.on_reconnect_attempt(bob_attempts.append)
@@ -223,9 +223,9 @@ async def _demo(out: TextIO) -> int:
             bob.update_profile({"name": "bob"})
             alice.join(DEMO_CHANNEL)
             # alice hears her own join (echo on): from then on she is in the channel.
-            await _wait(lambda: alice.socket_id in joins, 5)
+            await _wait(lambda: alice.get_socket_id() in joins, 5)
             bob.join(DEMO_CHANNEL)
-            first_bob = bob.socket_id
+            first_bob = bob.get_socket_id()
             await _wait(lambda: first_bob in joins, 5)
             checks.check(first_bob in joins, "alice saw bob join the channel")
             bob.send(DEMO_CHANNEL, "chat", {"text": "hi alice"})
@@ -251,14 +251,14 @@ async def _demo(out: TextIO) -> int:
             bob.on_disconnect(on_bob_disconnect)
             assert first_bob is not None
             hub.drop(first_bob)
-            await _wait(lambda: bob.is_connected() and bob.socket_id != first_bob, 10)
+            await _wait(lambda: bob.is_connected() and bob.get_socket_id() != first_bob, 10)
             checks.check(
                 any(s.reason == "transport close" for s in bob_states),
                 "bob's disconnect reason was 'transport close'",
             )
             checks.check(bool(bob_attempts), "bob tried to reconnect (reconnect_attempt #1)")
             checks.check(bob.is_connected(), "bob reconnected with a new socket id")
-            second_bob = bob.socket_id
+            second_bob = bob.get_socket_id()
             await _wait(lambda: second_bob in joins, 5)
             checks.check(second_bob in joins, "bob re-joined the channel by himself")
             await _wait(lambda: all(t in chat for t in offline), 5)

@@ -19,11 +19,10 @@ _EMPTY: list[Listener] = []
 class _Once:
     """Wraps a listener registered with ``once`` so ``off(event, fn)`` still finds it."""
 
-    __slots__ = ("fired", "fn")
+    __slots__ = ("fn",)
 
     def __init__(self, fn: Listener) -> None:
         self.fn = fn
-        self.fired = False
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)

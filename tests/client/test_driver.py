@@ -41,7 +41,7 @@ async def test_transport_close_reconnects_with_new_sid_and_fresh_auth() -> None:
         peer2, auth2 = await server.accept(sid="S2")
         assert auth2 == {"token": "b"}
         await wait_until(lambda: ("reconnect", 1) in seen)
-        assert rt.socket_id == "S2"
+        assert rt.get_socket_id() == "S2"
     assert seen == [
         ("connect",),
         ("disconnect", "transport close"),
@@ -261,7 +261,7 @@ async def test_close_stays_closed_and_open_reconnects() -> None:
         rt.open()
         await server.accept(sid="again")
         await rt.wait_connected(5)
-        assert rt.socket_id == "again"
+        assert rt.get_socket_id() == "again"
 
 
 async def test_attempt_timeout_then_retry() -> None:

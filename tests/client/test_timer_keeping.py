@@ -3,7 +3,7 @@
 An idle connected client has one task, its reader, which keeps the heartbeat and ack
 deadlines through the transport's read deadline; the timer task ends at the connect and
 comes back when the session ends. These tests pin that down, and that no deadline is missed
-on the way: while connected, while the reader waits for slow listeners, across a drop.
+on the way: while connected, while listeners fall behind, across a drop.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import tether
-from tether._client import DISPATCH_QUEUE_LIMIT
+from tether._driver._session import DISPATCH_BACKLOG_LIMIT
 from tether.transport import MemoryConnector, MemoryPeer
 
 from .helpers import ScriptedServer, wait_until
@@ -38,7 +38,7 @@ async def connected() -> AsyncIterator[tuple[tether.RealtimeClient, MemoryPeer]]
     async with client(connector) as rt:
         peer, _ = await server.accept()
         await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
+        await wait_until(lambda: rt._driver.deadlines.reader is not None)
         yield rt, peer
 
 
@@ -50,8 +50,8 @@ def tether_tasks() -> list[str]:
 async def test_an_idle_connected_client_runs_only_its_reader() -> None:
     async with connected() as (rt, _):
         await wait_until(lambda: tether_tasks() == ["tether transport 1"])
-        assert rt._timer_reader is not None
-        assert rt._timer_wake is None  # no event held for a timer that is not running
+        assert rt._driver.deadlines.reader is not None
+        assert not rt._driver.deadlines.timer_running
 
 
 async def test_the_timer_comes_back_when_the_connection_drops_and_leaves_again() -> None:
@@ -66,7 +66,7 @@ async def test_the_timer_comes_back_when_the_connection_drops_and_leaves_again()
         peer.close()
         # The backoff wait is kept by the timer task again.
         await wait_until(lambda: "tether timer" in tether_tasks())
-        assert rt._timer_reader is None
+        assert rt._driver.deadlines.reader is None
         await server.accept()
         await rt.wait_connected(5)
         await wait_until(lambda: tether_tasks() == ["tether transport 2"])
@@ -99,13 +99,13 @@ async def test_the_heartbeat_times_out_while_the_reader_keeps_the_deadlines() ->
         # pingInterval 0 is read as 1 s (specs/invariants.md): the deadline is 1.1 s away.
         await server.accept(ping_interval=0, ping_timeout=100)
         await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
+        await wait_until(lambda: rt._driver.deadlines.reader is not None)
         await server.accept()  # the reconnect after the timeout
         await wait_until(lambda: len(reasons) == 1)
         assert reasons == ["ping timeout"]
 
 
-async def test_deadlines_run_while_the_reader_waits_for_slow_listeners() -> None:
+async def test_the_reader_keeps_reading_and_answering_pings_while_listeners_fall_behind() -> None:
     connector = MemoryConnector()
     server = ScriptedServer(connector)
     release = anyio.Event()
@@ -120,29 +120,55 @@ async def test_deadlines_run_while_the_reader_waits_for_slow_listeners() -> None
         rt.on("e", slow)
         peer, _ = await server.accept()
         await rt.wait_connected(5)
-        await wait_until(lambda: rt._timer_reader is not None)
-        # The first event blocks the dispatcher; the rest fill its queue until the reader
-        # stops reading (backpressure).
-        await peer.send_many(['42["e",1]'] * (DISPATCH_QUEUE_LIMIT + 10))
-        await wait_until(lambda: len(rt._dispatch) >= DISPATCH_QUEUE_LIMIT)
+        await wait_until(lambda: rt._driver.deadlines.reader is not None)
+        # The first event blocks the dispatcher; the rest wait for it, and the reader goes
+        # on reading: the ping behind them is answered, deadlines still run.
+        await peer.send_many(['42["e",1]'] * 1000 + ["2"])
+        with anyio.fail_after(5):
+            assert await peer.receive() == "3"
+        assert rt._driver.dispatcher.backlog >= 999
         with anyio.fail_after(5), pytest.raises(tether.AckTimeout):
             await rt.call("never", timeout=0.05)
         release.set()
-        await wait_until(lambda: delivered == DISPATCH_QUEUE_LIMIT + 10)
+        await wait_until(lambda: delivered == 1000)
         assert rt.is_connected()
+
+
+async def test_past_the_backlog_bound_the_client_drops_the_connection_and_reconnects() -> None:
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    release = anyio.Event()
+    reasons: list[str] = []
+
+    async def slow(*args: Any) -> None:
+        await release.wait()
+
+    async with client(connector, **FAST) as rt:
+        rt.on("e", slow)
+        rt.on_disconnect(reasons.append)
+        peer, _ = await server.accept()
+        await rt.wait_connected(5)
+        await peer.send_many(['42["e",1]'] * (DISPATCH_BACKLOG_LIMIT + 10))
+        await wait_until(lambda: rt.state is tether.State.RECONNECTING, 30)
+        # It stopped reading at the bound: the backlog is the bound plus the disconnect.
+        assert rt._driver.dispatcher.backlog == DISPATCH_BACKLOG_LIMIT + 1
+        release.set()  # the disconnect fact is delivered in order, after the events
+        await wait_until(lambda: reasons == [tether.DisconnectReason.LISTENERS_BEHIND], 30)
+        await server.accept()
+        await rt.wait_connected(30)
 
 
 async def test_close_hands_the_deadlines_back() -> None:
     async with connected() as (rt, _):
         await rt.aclose()
-        assert rt._timer_reader is None
+        assert rt._driver.deadlines.reader is None
         assert rt.state is tether.State.CLOSED
 
 
 async def test_a_connect_nobody_listens_to_queues_nothing_for_the_dispatcher() -> None:
     async with connected() as (rt, _):
-        assert rt._dispatch == []
-        assert not rt._dispatching
+        assert rt._driver.dispatcher.queue == []
+        assert rt._driver.dispatcher.backlog == 0
 
 
 async def test_a_listener_added_after_a_fact_does_not_get_it() -> None:

@@ -66,9 +66,9 @@ async def test_join_send_broadcast_with_and_without_echo(hub: HubProcess) -> Non
         for rt in (alice, bob, carol):
             await rt.wait_connected(10)
         alice.join(room)
-        await until(lambda: a.members("channel:join", room) == [alice.socket_id])
+        await until(lambda: a.members("channel:join", room) == [alice.get_socket_id()])
         bob.join(room, echo=False)
-        await until(lambda: bob.socket_id in a.members("channel:join", room))
+        await until(lambda: bob.get_socket_id() in a.members("channel:join", room))
         bob.send(room, "chat", {"text": "to the room"})
         bob.send(room, "chat", {"text": "not to myself"}, echo=False)
         bob.broadcast("news", "to everyone")
@@ -83,8 +83,8 @@ async def test_join_send_broadcast_with_and_without_echo(hub: HubProcess) -> Non
         assert c.of("news") == [{"channel": None, "message": "to everyone"}]
         assert b.members("channel:join", room) == []  # bob joined with echo=False
         bob.leave(room)
-        await until(lambda: bob.socket_id in a.members("channel:leave", room))
-        await until(lambda: bob.socket_id in b.members("channel:leave", room))
+        await until(lambda: bob.get_socket_id() in a.members("channel:leave", room))
+        await until(lambda: bob.get_socket_id() in b.members("channel:leave", room))
 
 
 async def test_profiles_updates_and_members(hub: HubProcess) -> None:
@@ -95,28 +95,28 @@ async def test_profiles_updates_and_members(hub: HubProcess) -> None:
         await bob.wait_connected(10)
         alice.update_profile({"name": "alice"})
         alice.join(room)
-        await until(lambda: a.members("channel:join", room) == [alice.socket_id])
+        await until(lambda: a.members("channel:join", room) == [alice.get_socket_id()])
         bob.join(room)
-        await until(lambda: bob.socket_id in a.members("channel:join", room))
+        await until(lambda: bob.get_socket_id() in a.members("channel:join", room))
         bob.update_profile({"name": "bob", "status": "busy"})
         await until(lambda: bool(a.of("channel:update")))
         assert a.of("channel:update") == [
             {
                 "channel": room,
-                "message": {"id": bob.socket_id, "data": {"name": "bob", "status": "busy"}},
+                "message": {"id": bob.get_socket_id(), "data": {"name": "bob", "status": "busy"}},
             }
         ]
         members = await alice.get_members(room)
         assert {(m.id, str((m.data or {}).get("name"))) for m in members} == {
-            (alice.socket_id, "alice"),
-            (bob.socket_id, "bob"),
+            (alice.get_socket_id(), "alice"),
+            (bob.get_socket_id(), "bob"),
         }
         assert all(isinstance(m, tether.Member) for m in members)
         # A member that disconnects is announced with channel:leave.
-        bob_sid = bob.socket_id
+        bob_sid = bob.get_socket_id()
         await bob.aclose()
         await until(lambda: bob_sid in a.members("channel:leave", room))
-        assert [m.id for m in await alice.get_members(room)] == [alice.socket_id]
+        assert [m.id for m in await alice.get_members(room)] == [alice.get_socket_id()]
 
 
 async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(hub: HubProcess) -> None:
@@ -125,7 +125,7 @@ async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(hub: Hu
         w = Inbox(watcher)
         await watcher.wait_connected(10)
         watcher.join(room)
-        await until(lambda: w.members("channel:join", room) == [watcher.socket_id])
+        await until(lambda: w.members("channel:join", room) == [watcher.get_socket_id()])
         async with tether.RealtimeClient(hub.url, auto_connect=False) as late:
             own = Inbox(late)
             # All buffered: nothing is connected yet.
@@ -139,9 +139,12 @@ async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(hub: Hu
             late.open()
             await until(lambda: len(w.of("chat")) == 2 and len(w.of("news")) == 1)
             await until(lambda: len(own.of("chat")) == 1)
-            assert w.members("channel:join", room) == [watcher.socket_id, late.socket_id]
+            assert w.members("channel:join", room) == [
+                watcher.get_socket_id(),
+                late.get_socket_id(),
+            ]
             assert w.messages("channel:update") == [
-                {"id": late.socket_id, "data": {"name": "late"}}
+                {"id": late.get_socket_id(), "data": {"name": "late"}}
             ]
             assert w.messages("chat") == [1, 2]
             assert own.messages("chat") == [2]  # only the echo=True message came back
@@ -159,11 +162,11 @@ async def test_reconnect_rejoins_restores_profile_then_flushes(embedded_hub: Hub
         await alice.wait_connected(10)
         await bob.wait_connected(10)
         alice.join(room)
-        await until(lambda: a.members("channel:join", room) == [alice.socket_id])
+        await until(lambda: a.members("channel:join", room) == [alice.get_socket_id()])
         bob.join(room, echo=False)
         bob.update_profile({"name": "bob"})
-        await until(lambda: bob.socket_id in a.members("channel:join", room))
-        first = bob.socket_id
+        await until(lambda: bob.get_socket_id() in a.members("channel:join", room))
+        first = bob.get_socket_id()
         assert first is not None
         cut = anyio.Event()
 
@@ -176,7 +179,7 @@ async def test_reconnect_rejoins_restores_profile_then_flushes(embedded_hub: Hub
         embedded_hub.drop(first)
         await cut.wait()
         await until(lambda: len(a.of("chat")) == 3)
-        second = bob.socket_id
+        second = bob.get_socket_id()
         assert second is not None and second != first
         # Alice saw, in this order: bob's new join, his profile, then his offline messages.
         after = [(name, p) for name, p in a.items if name != "channel:leave"]
@@ -192,7 +195,7 @@ async def test_reconnect_rejoins_restores_profile_then_flushes(embedded_hub: Hub
         assert [p["message"] for _, p in tail[2:]] == [0, 1, 2]
         # bob re-joined with his own echo flag (False): no join of his own came back.
         assert b.members("channel:join", room) == []
-        assert {m.id for m in await alice.get_members(room)} == {alice.socket_id, second}
+        assert {m.id for m in await alice.get_members(room)} == {alice.get_socket_id(), second}
 
 
 async def test_auto_join_channels_off_and_buffer_messages_off(embedded_hub: HubThread) -> None:
@@ -205,14 +208,14 @@ async def test_auto_join_channels_off_and_buffer_messages_off(embedded_hub: HubT
         ) as bob,
     ):
         a = Inbox(alice)
-        bob.on("buffer_overflow", dropped.append)
+        bob.on_buffer_overflow(dropped.append)
         await alice.wait_connected(10)
         await bob.wait_connected(10)
         alice.join(room)
-        await until(lambda: a.members("channel:join", room) == [alice.socket_id])
+        await until(lambda: a.members("channel:join", room) == [alice.get_socket_id()])
         bob.join(room)
-        await until(lambda: bob.socket_id in a.members("channel:join", room))
-        first = bob.socket_id
+        await until(lambda: bob.get_socket_id() in a.members("channel:join", room))
+        first = bob.get_socket_id()
         assert first is not None
         reconnected = anyio.Event()
         bob.on_reconnect(lambda n: reconnected.set())
@@ -230,7 +233,7 @@ async def test_auto_join_channels_off_and_buffer_messages_off(embedded_hub: HubT
         assert dropped[0].event == "message"
         assert dropped[0].reason == "not connected"
         members = {m.id for m in await alice.get_members(room)}
-        assert members == {alice.socket_id}  # no automatic re-join
+        assert members == {alice.get_socket_id()}  # no automatic re-join
         assert a.of("chat") == []
 
 
@@ -312,9 +315,9 @@ async def test_clients_on_two_hubs_share_one_channel(two_hubs: list[HubProcess])
         await bob.wait_connected(10)
         alice.update_profile({"name": "alice"})
         alice.join(room)
-        await until(lambda: a.members("channel:join", room) == [alice.socket_id])
+        await until(lambda: a.members("channel:join", room) == [alice.get_socket_id()])
         bob.join(room)
-        await until(lambda: bob.socket_id in a.members("channel:join", room))
+        await until(lambda: bob.get_socket_id() in a.members("channel:join", room))
         bob.update_profile({"name": "bob"})
         await until(lambda: bool(a.of("channel:update")))
         alice.send(room, "chat", "from hub 1")
@@ -325,13 +328,13 @@ async def test_clients_on_two_hubs_share_one_channel(two_hubs: list[HubProcess])
         for rt in (alice, bob):
             members = await rt.get_members(room)
             assert {(m.id, (m.data or {}).get("name")) for m in members} == {
-                (alice.socket_id, "alice"),
-                (bob.socket_id, "bob"),
+                (alice.get_socket_id(), "alice"),
+                (bob.get_socket_id(), "bob"),
             }
-        bob_sid = bob.socket_id
+        bob_sid = bob.get_socket_id()
         bob.leave(room)
         await until(lambda: bob_sid in a.members("channel:leave", room))
-        assert [m.id for m in await alice.get_members(room)] == [alice.socket_id]
+        assert [m.id for m in await alice.get_members(room)] == [alice.get_socket_id()]
 
 
 async def test_echo_messages_false_is_the_default_flag_and_echo_true_overrides_it(
@@ -346,6 +349,6 @@ async def test_echo_messages_false_is_the_default_flag_and_echo_true_overrides_i
         quiet.send(room, "chat", "loud", echo=True)
         await until(lambda: len(own.of("chat")) == 1)
         members = await quiet.get_members(room)  # a round trip: everything before it is done
-        assert [m.id for m in members] == [quiet.socket_id]
+        assert [m.id for m in members] == [quiet.get_socket_id()]
         assert own.messages("chat") == ["loud"]
         assert own.of("channel:join") == []

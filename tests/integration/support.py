@@ -21,7 +21,7 @@ class Recorder:
     def __init__(self, rt: tether.RealtimeClient) -> None:
         self.log: list[tuple[str, Any]] = []
         self.times: dict[str, float] = {}
-        rt.on_connect(lambda: self._add("connect", rt.socket_id))
+        rt.on_connect(lambda: self._add("connect", rt.get_socket_id()))
         rt.on_disconnect(lambda reason: self._add("disconnect", reason))
         rt.on_error(lambda err: self._add("error", err))
         rt.on_reconnect_attempt(lambda n: self._add("attempt", n))

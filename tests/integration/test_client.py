@@ -36,7 +36,7 @@ async def test_connect_sid_matches_the_server(
         assert rt.is_connected()
         assert rt.state is tether.State.CONNECTED
         sid = rt.get_socket_id()
-        assert sid is not None and sid == rt.socket_id
+        assert sid is not None and sid == rt.get_socket_id()
         state = await sio_server.wait_for(lambda s: sid in s["connected"])
         assert state["connected"] == [sid]
     assert rt.get_socket_id() is None
@@ -69,14 +69,14 @@ async def test_transport_drop_reconnects_with_new_sid(
     async with client(sio_server, transport_kind, **FAST) as rt:
         events = Recorder(rt)
         await rt.wait_connected(10)
-        first = rt.socket_id
+        first = rt.get_socket_id()
         assert first is not None
         await sio_server.drop(first)
         await events.wait(lambda e: len(e.of("connect")) == 2)
         assert events.of("disconnect") == ["transport close"]
         assert events.of("attempt") == [1]
         assert events.of("reconnect") == [1]
-        second = rt.socket_id
+        second = rt.get_socket_id()
         assert second is not None and second != first
         await sio_server.wait_for(lambda s: s["connected"] == [second])
 
@@ -87,8 +87,9 @@ async def test_server_disconnect_does_not_reconnect(
     async with client(sio_server, transport_kind, **FAST) as rt:
         events = Recorder(rt)
         await rt.wait_connected(10)
-        assert rt.socket_id is not None
-        await sio_server.disconnect(rt.socket_id)
+        sid = rt.get_socket_id()
+        assert sid is not None
+        await sio_server.disconnect(sid)
         await events.wait(lambda e: e.of("disconnect") == ["io server disconnect"])
         assert rt.state is tether.State.CLOSED
         await anyio.sleep(3 * FAST["reconnection_delay_max"])
@@ -127,8 +128,9 @@ async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport
     async with client(sio_server, transport_kind, auth=fresh_token, **FAST) as rt:
         events = Recorder(rt)
         await rt.wait_connected(10)
-        assert rt.socket_id is not None
-        await sio_server.drop(rt.socket_id)
+        sid = rt.get_socket_id()
+        assert sid is not None
+        await sio_server.drop(sid)
         await events.wait(lambda e: len(e.of("connect")) == 2)
     auths = [entry["auth"] for entry in (await sio_server.state())["history"]]
     assert auths == [{"token": "token-1"}, {"token": "token-2"}]
@@ -216,7 +218,7 @@ async def test_emit_call_binary_and_early_events(
         # "hello" was emitted by the server before (python) or right after (node) its reply.
         await until(lambda: any(name == "hello" for name, _ in received))
         hello = next(args for name, args in received if name == "hello")
-        assert hello == ({"sid": rt.socket_id},)
+        assert hello == ({"sid": rt.get_socket_id()},)
         rt.emit("echo", 1, "two", {"three": [3]}, b"\x00\x01binary", [b"\xff", {"x": b"y"}])
         await until(lambda: any(name == "echo" for name, _ in received))
         echo = next(args for name, args in received if name == "echo")
@@ -225,7 +227,7 @@ async def test_emit_call_binary_and_early_events(
         assert await rt.call("ack", b"\x01") == b"\x01"
         with pytest.raises(tether.AckTimeout):
             await rt.call("no-ack", timeout=0.2)
-        await sio_server.emit("pushed", {"n": 1}, b"\x02", sid=rt.socket_id)
+        await sio_server.emit("pushed", {"n": 1}, b"\x02", sid=rt.get_socket_id())
         await until(lambda: ("pushed", ({"n": 1}, b"\x02")) in received)
 
 
@@ -236,12 +238,13 @@ async def test_events_before_connect_reply_are_delivered_after_connect(
     server = server_factory("python")
     order: list[str] = []
     async with client(server, transport_kind, auto_connect=False) as rt:
-        rt.on_connect(lambda: order.append(f"connect:{rt.socket_id}"))
+        rt.on_connect(lambda: order.append(f"connect:{rt.get_socket_id()}"))
         rt.on("hello", lambda payload: order.append(f"hello:{payload['sid']}"))
         rt.open()
         await until(lambda: len(order) == 2)
-        assert rt.socket_id is not None
-        assert order == [f"connect:{rt.socket_id}", f"hello:{rt.socket_id}"]
+        sid = rt.get_socket_id()
+        assert sid is not None
+        assert order == [f"connect:{sid}", f"hello:{rt.get_socket_id()}"]
 
 
 async def test_many_events_arrive_in_order(sio_server: SocketIOServer, transport_kind: str) -> None:
@@ -268,8 +271,9 @@ async def test_offline_emits_are_flushed_in_order_after_reconnect(
         rt.on("echo", echoes.append)
         events = Recorder(rt)
         await rt.wait_connected(10)
-        assert rt.socket_id is not None
-        await sio_server.drop(rt.socket_id)
+        sid = rt.get_socket_id()
+        assert sid is not None
+        await sio_server.drop(sid)
         await events.wait(lambda e: bool(e.of("disconnect")))
         for i in range(5):
             rt.emit("echo", i)
@@ -298,7 +302,7 @@ async def test_connection_state_recovery_on_node(
         rt.on_connect(lambda: recovered.append(rt.recovered))
         events = Recorder(rt)
         await rt.wait_connected(10)
-        first = rt.socket_id
+        first = rt.get_socket_id()
         assert first is not None
         rt.emit("broadcast", "before")  # the server broadcasts it back, with an offset
         await until(lambda: got == [("before",)])
@@ -311,7 +315,7 @@ async def test_connection_state_recovery_on_node(
         await until(lambda: len(got) == 3)
         assert rt.recovered is True
         assert recovered == [False, True]
-        assert rt.socket_id == first  # a recovered session keeps its sid
+        assert rt.get_socket_id() == first  # a recovered session keeps its sid
         # Listeners never see the offset argument.
         assert got == [("before",), ("missed-1",), ("missed-2", {"n": 2})]
         history = (await server.state())["history"]
@@ -321,7 +325,7 @@ async def test_connection_state_recovery_on_node(
         rt.open()
         await until(lambda: len(recovered) == 3)
         assert recovered == [False, True, False]
-        assert rt.socket_id != first
+        assert rt.get_socket_id() != first
 
 
 async def test_python_server_never_recovers(
@@ -330,8 +334,9 @@ async def test_python_server_never_recovers(
     async with client(sio_server, transport_kind, **FAST) as rt:
         events = Recorder(rt)
         await rt.wait_connected(10)
-        assert rt.socket_id is not None
-        await sio_server.drop(rt.socket_id)
+        sid = rt.get_socket_id()
+        assert sid is not None
+        await sio_server.drop(sid)
         await events.wait(lambda e: len(e.of("connect")) == 2)
         assert rt.recovered is False
 
@@ -339,11 +344,11 @@ async def test_python_server_never_recovers(
 async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(
     sio_server: SocketIOServer, transport_kind: str
 ) -> None:
-    changes: list[tether.StateChange] = []
+    changes: list[tether.StateChanged] = []
     async with client(sio_server, transport_kind, **FAST) as rt:
         rt.on_state_change(changes.append)
         await rt.wait_connected(10)
-        sid = rt.socket_id
+        sid = rt.get_socket_id()
         assert sid is not None
         outcome: list[BaseException] = []
 
@@ -362,7 +367,7 @@ async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(
             await sio_server.drop(sid)
         assert len(outcome) == 1
         assert isinstance(outcome[0], tether.Disconnected)
-        await until(lambda: rt.is_connected() and rt.socket_id != sid)
+        await until(lambda: rt.is_connected() and rt.get_socket_id() != sid)
         await until(lambda: len(changes) >= 4)
     states = [(c.previous, c.current) for c in changes]
     assert states[:4] == [

@@ -1,0 +1,236 @@
+"""Listener dispatch: facts and server events to the user's listeners, in order, off the
+reader.
+
+Listeners run only here, in a dispatcher task that lives while there is something to deliver
+(a burst of events costs one task start; an idle client holds none). They run one at a time,
+in arrival order; async listeners are awaited. A slow listener delays later listeners, never
+the reader, the heartbeat or a pong (``specs/client.md`` "Tasks and ordering").
+
+Two kinds of things are delivered, from two registries:
+
+* **server events** (:class:`~tether.core.EventReceived`) to the listeners of ``rt.on(name)``,
+  the catch-all ``rt.on_any`` listeners, ``rt.on_user_event`` and the ``rt.events()``
+  iterators. Any name a server sends lands here, ``"state_change"`` as much as ``"chat"``;
+* **lifecycle facts** (connect, disconnect, connect_error, reconnect_attempt, reconnect,
+  reconnect_failed, state_change, buffer_overflow) to the listeners of the ``on_*`` methods.
+  A server can never reach them: only Socket.IO's reserved names (``connect``,
+  ``disconnect``, ``connect_error``) are lifecycle events in ``rt.on``, and no server may
+  send those.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+
+from tether._event_stream import EventStream
+from tether._listeners import Listener, ListenerRegistry
+from tether.core import (
+    ConnectFailed,
+    EventReceived,
+    MessageDropped,
+    ReconnectAttemptStarted,
+    Reconnected,
+    ReconnectFailed,
+    SocketConnected,
+    SocketDisconnected,
+    StateChanged,
+)
+
+__all__ = ["LIFECYCLE_EVENTS", "RESERVED_LIFECYCLE_NAMES", "Dispatcher"]
+
+logger = logging.getLogger("tether")
+
+#: The lifecycle listener name of each fact.
+LIFECYCLE_EVENTS: Final[dict[type, str]] = {
+    SocketConnected: "connect",
+    SocketDisconnected: "disconnect",
+    ConnectFailed: "connect_error",
+    ReconnectAttemptStarted: "reconnect_attempt",
+    Reconnected: "reconnect",
+    ReconnectFailed: "reconnect_failed",
+    StateChanged: "state_change",
+    MessageDropped: "buffer_overflow",
+}
+
+#: The names ``rt.on(name)`` treats as lifecycle events: Socket.IO's reserved ones, which
+#: no server may emit (socketio-protocol.md §2.8), as in socket.io-client.
+RESERVED_LIFECYCLE_NAMES: Final = frozenset({"connect", "disconnect", "connect_error"})
+
+
+def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
+    kind = type(fact)
+    if kind is SocketDisconnected:
+        return (fact.reason,)
+    if kind is ConnectFailed:
+        return (fact.error,)
+    if kind is ReconnectAttemptStarted or kind is Reconnected:
+        return (fact.attempt,)
+    if kind is SocketConnected or kind is ReconnectFailed:
+        return ()
+    return (fact,)  # StateChanged, MessageDropped
+
+
+class Dispatcher:
+    """Delivers queued facts to listeners; ``ack(ack_id, values)`` answers a server event
+    that asked for an acknowledgement, with the first listener's return value."""
+
+    __slots__ = (
+        "_ack",
+        "_batch_left",
+        "_entering",
+        "_idle",
+        "_running",
+        "_task_group",
+        "events",
+        "lifecycle",
+        "queue",
+        "streams",
+        "user_event_listeners",
+    )
+
+    def __init__(
+        self,
+        events: ListenerRegistry,
+        lifecycle: ListenerRegistry,
+        ack: Callable[[int, tuple[Any, ...]], None],
+    ) -> None:
+        self.events = events
+        self.lifecycle = lifecycle
+        self._ack = ack
+        self.user_event_listeners: list[Listener] = []
+        self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
+        #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
+        self.queue: list[Any] = []
+        self._batch_left = 0  # facts of the batch being delivered, not delivered yet
+        self._running = False
+        self._idle: anyio.Event | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._entering: list[Any] | None = None
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._task_group = task_group
+        self.kick()  # facts from before entering (a close())
+
+    @property
+    def backlog(self) -> int:
+        """How many facts wait for their listeners."""
+        return len(self.queue) + self._batch_left
+
+    # --- queueing ----------------------------------------------------------------------------
+
+    def hold_entering(self) -> None:
+        """Hold the facts of the ``open()`` that entering the client makes, until the next
+        fact: they then go to the listeners registered by then, so listeners added right
+        after ``async with RealtimeClient(url) as rt:`` see them, and a connect nobody listens
+        to starts no dispatcher task."""
+        self._entering = []
+
+    def entered(self) -> None:
+        if not self._entering:
+            self._entering = None
+
+    def lifecycle_fact(self, fact: Any) -> None:
+        """Queue a lifecycle fact, for the listeners registered now."""
+        entering = self._entering
+        if entering is not None:
+            entering.append(fact)
+            return
+        if LIFECYCLE_EVENTS[type(fact)] in self.lifecycle:
+            self.queue.append(fact)
+
+    def release_entering(self) -> None:
+        """The next fact after entering has come: the held ones go to today's listeners."""
+        entering = self._entering
+        if entering:
+            self._entering = None
+            lifecycle = self.lifecycle
+            self.queue.extend(f for f in entering if LIFECYCLE_EVENTS[type(f)] in lifecycle)
+
+    def kick(self) -> None:
+        """Start the dispatcher task if facts wait and it is not running."""
+        if self.queue and not self._running and self._task_group is not None:
+            self._running = True
+            self._task_group.start_soon(self._loop, name="tether dispatcher")
+
+    async def wait_idle(self) -> None:
+        """Return once every queued fact has been delivered."""
+        while self.queue or self._running:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    # --- delivering --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        """Deliver queued facts in order until the queue is empty, then end."""
+        try:
+            while self.queue:
+                batch = self.queue
+                self.queue = []
+                self._batch_left = len(batch)
+                delivered = 0
+                try:
+                    for fact in batch:
+                        delivered += 1
+                        self._batch_left -= 1
+                        if type(fact) is EventReceived:
+                            await self._deliver_event(fact)
+                        else:
+                            name = LIFECYCLE_EVENTS[type(fact)]
+                            args = _lifecycle_args(fact)
+                            await _run_listeners(self.lifecycle.take(name), args, name)
+                except BaseException:
+                    # Cancelled (the client is leaving): what was not delivered stays queued.
+                    self.queue[:0] = batch[delivered:]
+                    self._batch_left = 0
+                    raise
+        finally:
+            self._running = False
+            if self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    async def _deliver_event(self, event: EventReceived) -> None:
+        # The per-event path: the optional features cost nothing when unused.
+        name = event.name
+        args = event.args
+        registry = self.events
+        if registry.has_any:
+            await _run_listeners(registry.any_listeners(), (name, *args), name)
+        if self.user_event_listeners and name.startswith("user:"):
+            session = args[0] if args else None
+            await _run_listeners(list(self.user_event_listeners), (name, session), name)
+        reply = await _run_listeners(registry.take(name), args, name)
+        if self.streams:
+            for stream in list(self.streams):
+                stream.push(name, args)
+        if event.ack_id is not None:
+            # The server asked for an ack: answer with the first listener's return value
+            # (a tuple spreads into several ack arguments, like python-socketio).
+            values = reply if isinstance(reply, tuple) else (() if reply is None else (reply,))
+            self._ack(event.ack_id, values)
+
+
+async def _run_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
+    """Run ``listeners`` in order; the first value one of them returned other than ``None``
+    (awaited if it is awaitable). An exception in a listener is logged and changes nothing
+    (specs/client.md)."""
+    reply: Any = None
+    for fn in listeners:
+        try:
+            value = fn(*args)
+            if value is not None and inspect.isawaitable(value):
+                value = await value
+        except Exception:
+            logger.exception("tether: listener %r for %r raised", fn, name)
+            value = None
+        if reply is None:
+            reply = value
+    return reply
