@@ -415,6 +415,7 @@ class FaultProxy:
         self._changed: anyio.Event | None = None
         self._live: list[ProxiedConnection] = []
         self._numbers = 0
+        self._refusing = 0  # orderly refusals still draining
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
 
@@ -665,25 +666,30 @@ class FaultProxy:
         while True:
             client = await listener.accept()
             conditions = self._conditions
-            if conditions.refuse or len(self._live) >= self.max_connections:
-                self.stats.refused += 1
-                if conditions.refuse:
-                    self.stats.faults[Fault.REFUSE] += 1
-                    group.start_soon(self._refuse, client, conditions.refuse_with_reset)
-                else:
-                    group.start_soon(self._refuse, client, True)
+            if not conditions.refuse and len(self._live) < self.max_connections:
+                self._numbers += 1
+                connection = ProxiedConnection(self, self._numbers, client)
+                self._live.append(connection)
+                self.stats.accepted += 1
+                group.start_soon(self._serve, connection)
                 continue
-            self._numbers += 1
-            connection = ProxiedConnection(self, self._numbers, client)
-            self._live.append(connection)
-            self.stats.accepted += 1
-            group.start_soon(self._serve, connection)
+            self.stats.refused += 1
+            if conditions.refuse:
+                self.stats.faults[Fault.REFUSE] += 1
+            # An orderly refusal drains for up to fin_grace: past max_connections of them
+            # at once, and past the limit of live connections, the refusal is a reset.
+            orderly = conditions.refuse and not conditions.refuse_with_reset
+            if orderly and self._refusing < self.max_connections:
+                self._refusing += 1
+                group.start_soon(self._refuse_in_order, client)
+            else:
+                await _reset_close(client)
 
-    async def _refuse(self, client: anyio.abc.SocketStream, reset: bool) -> None:
-        if reset:
-            await _reset_close(client)
-        else:
+    async def _refuse_in_order(self, client: anyio.abc.SocketStream) -> None:
+        try:
             await _orderly_close((client,), self.fin_grace)
+        finally:
+            self._refusing -= 1
 
     async def _serve(self, connection: ProxiedConnection) -> None:
         try:
