@@ -15,8 +15,10 @@ refuse) apply to live connections at once and to every later one until lifted;
 ``fin()`` and ``reset()`` act on the live connections; frame faults are armed once and
 taken by the first frame they fit, on whichever connection it passes.
 
-On leaving ``async with`` every task ends and every socket is closed (live connections are
-aborted). ``max_connections`` bounds the live ones: past it, a new connection is reset.
+On leaving ``async with`` every task ends and every socket is closed at once (a plain
+close: the kernel sends FIN, or RST where unread bytes wait). ``max_connections`` bounds
+the live connections, and apart from them the orderly refusals still draining: past
+either, a new connection is reset.
 """
 
 from __future__ import annotations
