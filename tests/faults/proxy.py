@@ -72,6 +72,12 @@ class ProxyStats:
         default_factory=lambda: _per_direction()
     )
     frames: dict[Direction, int] = dataclasses.field(default_factory=lambda: _per_direction())
+    eofs_received: dict[Direction, int] = dataclasses.field(
+        default_factory=lambda: _per_direction()
+    )
+    eofs_forwarded: dict[Direction, int] = dataclasses.field(
+        default_factory=lambda: _per_direction()
+    )
     faults: collections.Counter[Fault] = dataclasses.field(default_factory=collections.Counter)
 
 
@@ -295,6 +301,7 @@ class ProxiedConnection:
                 try:
                     data = await source.receive(proxy.chunk_size)
                 except anyio.EndOfStream:
+                    stats.eofs_received[direction] += 1
                     await queue.send(_Eof(anyio.current_time()))
                     return
                 except _SocketErrors:
@@ -329,6 +336,7 @@ class ProxiedConnection:
                     await proxy._wait_not_held(direction)  # a black hole holds FIN too
                     with contextlib.suppress(*_SocketErrors):
                         await target.send_eof()
+                    proxy.stats.eofs_forwarded[direction] += 1
                     self._eof_written.add(direction)
                     if len(self._eof_written) == 2:
                         self._end(_Ending.CLOSE)

@@ -146,12 +146,13 @@ async def test_blackhole_holds_eof_too() -> None:
         proxy.blackhole(direction=TO_SERVER)
         await client.send_eof()
         upstream = peer.connections[0]
-        # Until lifted, the peer cannot have seen the EOF: it is still forwarding.
-        await anyio.sleep(0.05)
-        assert upstream.ending is None
+        await until(lambda: proxy.stats.eofs_received[TO_SERVER] == 1)
+        assert proxy.stats.eofs_forwarded[TO_SERVER] == 0
+        assert not upstream.ended.is_set()
         proxy.blackhole(False)
         await upstream.ended.wait()
         assert upstream.ending == "eof"
+        await until(lambda: proxy.stats.eofs_forwarded[TO_SERVER] == 1)
 
 
 async def test_latency_delays_every_chunk_each_way() -> None:
