@@ -76,9 +76,9 @@ def test_the_sdist_has_no_benchmark_results_ci_or_vcs_files(
         assert not any(text == p or text.startswith(p + "/") for p in NOT_IN_SDIST), text
         assert not NEVER_SHIPPED & set(path.parts), text
         assert path.suffix not in {".pyc", ".pyo"}, text
-    for needed in ("pyproject.toml", "LICENSE", "README.md", "src/tether/py.typed"):
+    for needed in ("pyproject.toml", "LICENSE", "README.md", "mkdocs.yml", "src/tether/py.typed"):
         assert PurePosixPath(needed) in files, needed
-    for folder in ("tests", "specs", "examples"):
+    for folder in ("tests", "specs", "docs", "examples"):
         assert any(p.parts[0] == folder for p in files), folder
 
 
