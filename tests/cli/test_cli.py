@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +195,33 @@ def test_backend_trio_without_trio_says_how_to_install_it(command: str) -> None:
     assert result.stderr == (
         f"tether {command}: --backend trio needs trio: pip install 'tether[trio]'\n"
     )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_connect_exits_143_on_sigterm_while_waiting_for_input(backend: str) -> None:
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    command = [sys.executable, "-m", "tether", "connect", "--backend", backend]
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,  # open and silent: the client waits for a command
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as proc:
+        watchdog = threading.Timer(60, proc.kill)  # a hang fails the test instead of the run
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if "connected, socket id" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate()
+        finally:
+            watchdog.cancel()
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "disconnected: io client disconnect" in out
+    assert err == ""
