@@ -1,4 +1,4 @@
-"""The seed's example in Python: connect, listen to the lifecycle, join a channel, talk.
+"""The README's quickstart: connect, listen to the lifecycle, join a channel, talk.
 
     python examples/quickstart.py                 # an embedded hub, asyncio
     python examples/quickstart.py --backend trio  # the same code on trio

@@ -8,16 +8,19 @@ sockets, and checks that everything it announces really happened (exit status 1 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
 import anyio
 
 from ._client import RealtimeClient
-from .core import ConnectError, State, StateChanged
+from ._stdin import LineTooLong, StdinLines
+from .core import AckTimeout, Disconnected, State, StateChanged, TetherError
 
 __all__ = ["run_connect", "run_demo"]
 
@@ -77,35 +80,121 @@ def _embedded_hub(**options: Any) -> Iterator[Any]:
 
 # ------------------------------------------------------------------------------- connect
 
+#: Exit status after a signal, as a shell reports it: 128 + the signal's number
+#: (130 for Ctrl-C, 143 for SIGTERM).
+SIGNAL_EXIT_BASE = 128
+#: The longest wait for the first attempt before commands are read (the attempt's own
+#: ``timeout``, 20 s by default, normally ends it first).
+FIRST_ATTEMPT_WAIT = 30.0
+
 
 async def _connect(
     url: str | None, channels: list[str], auth: dict[str, Any] | None, out: TextIO
 ) -> int:
     say = Printer(out)
-    with _embedded_hub() if url is None else _no_hub(url) as hub:
+    status = 0
+    with _stop_signals() as signals, _embedded_hub() if url is None else _no_hub() as hub:
         target = url if url is not None else hub.url
         say("tether", f"connecting to {target} (type 'help' for commands)")
-        async with RealtimeClient(target, auth=auth) as rt:
-            attach_printer(rt, "me", say)
-            for channel in channels:
-                rt.join(channel)
-            stdin = anyio.wrap_file(sys.stdin)
-            async for raw in stdin:
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    if not await _command(rt, line, say):
-                        break
-                except (ValueError, TypeError, ConnectError, TimeoutError) as exc:
-                    say("tether", f"error: {exc}")
-    return 0
+        async with anyio.create_task_group() as tasks:
+            session = anyio.CancelScope()
+
+            async def stop_on_signal() -> None:
+                nonlocal status
+                async for signum in signals:
+                    if status:  # a second Ctrl-C while closing: leave now
+                        os._exit(status)
+                    status = SIGNAL_EXIT_BASE + signum
+                    session.cancel()
+
+            tasks.start_soon(stop_on_signal)
+            with session:
+                async with RealtimeClient(target, auth=auth) as rt:
+                    attach_printer(rt, "me", say)
+                    first_attempt_over = _first_attempt_over(rt)
+                    for channel in channels:
+                        rt.join(channel)
+                    # Commands typed or piped in meanwhile wait in stdin, so a script's
+                    # `members CH` finds the connection up when the server is.
+                    with anyio.move_on_after(FIRST_ATTEMPT_WAIT):
+                        await first_attempt_over.wait()
+                    await _read_commands(rt, say)
+            tasks.cancel_scope.cancel()
+    return status
+
+
+def _first_attempt_over(rt: RealtimeClient) -> anyio.Event:
+    """Set once the first attempt has connected or failed (the state left ``connecting``)."""
+    over = anyio.Event()
+
+    def on_change(change: StateChanged) -> None:
+        if change.previous is State.CONNECTING:
+            over.set()
+
+    rt.on_state_change(on_change)
+    return over
+
+
+async def _read_commands(rt: RealtimeClient, say: Callable[[str, str], None]) -> None:
+    with StdinLines() as lines:
+        while True:
+            try:
+                raw = await lines.next()
+            except LineTooLong as exc:
+                say("tether", f"error: {exc}")
+                continue
+            if raw is None:  # end of input (Ctrl-D)
+                return
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                if not await _command(rt, line, say):
+                    return
+            except (ValueError, TypeError, TetherError) as exc:  # CommandError, or the client
+                say("tether", f"error: {exc}")  # refused the call (bad name, full buffer ...)
 
 
 @contextmanager
-def _no_hub(url: str) -> Iterator[Any]:
+def _stop_signals() -> Iterator[AsyncIterator[int]]:
+    """SIGINT and SIGTERM as an async iterator, where the event loop can take them over.
+
+    Elsewhere (Windows' asyncio loop, or not the main thread) Ctrl-C stays a
+    ``KeyboardInterrupt``, which ``run_connect`` turns into status 130.
+    """
+    with ExitStack() as stack:
+        signals: AsyncIterator[int]
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
+        except (NotImplementedError, RuntimeError, ValueError):
+            signals = _never()
+        yield signals
+
+
+async def _never() -> AsyncIterator[int]:
+    await anyio.sleep_forever()
+    yield 0  # unreachable: the yield makes this an async generator
+
+
+@contextmanager
+def _no_hub() -> Iterator[Any]:
     yield None
 
+
+class CommandError(ValueError):
+    """A typed command cannot be run as written; its text is the whole explanation."""
+
+
+#: Each command's usage line, printed when its arguments are wrong.
+USAGE = {
+    "send": "send CH EVENT JSON",
+    "broadcast": "broadcast EVENT JSON",
+    "emit": "emit EVENT JSON",
+    "join": "join CH",
+    "leave": "leave CH",
+    "profile": "profile JSON",
+    "members": "members CH",
+}
 
 HELP = """commands:
   send CH EVENT JSON     send EVENT with JSON to channel CH
@@ -113,50 +202,87 @@ HELP = """commands:
   emit EVENT JSON        a plain Socket.IO emit
   join CH / leave CH     join or leave a channel
   profile JSON           share your member profile
-  members CH             list the members of CH
+  members CH             list the members of CH (needs a connection)
   close / open           close the connection (stays closed) / open it again
-  quit                   leave"""
+  quit                   leave (or Ctrl-D, Ctrl-C)
+while offline, send/broadcast/emit/join/leave/profile are queued and sent once connected"""
+
+#: How long ``members`` waits for the hub's answer.
+MEMBERS_TIMEOUT = 5.0
 
 
 async def _command(rt: RealtimeClient, line: str, say: Callable[[str, str], None]) -> bool:
+    """Run one typed command; ``False`` means quit. Bad input raises :class:`CommandError`."""
     verb, _, rest = line.partition(" ")
     rest = rest.strip()
     if verb == "quit":
         return False
     if verb == "help":
         say("tether", HELP)
-    elif verb == "send":
-        channel, event, payload = _split(rest, 3)
-        rt.send(channel, event, json.loads(payload))
-    elif verb == "broadcast":
-        event, payload = _split(rest, 2)
-        rt.broadcast(event, json.loads(payload))
-    elif verb == "emit":
-        event, payload = _split(rest, 2)
-        rt.emit(event, json.loads(payload))
-    elif verb == "join":
-        rt.join(rest)
-    elif verb == "leave":
-        rt.leave(rest)
-    elif verb == "profile":
-        rt.update_profile(json.loads(rest))
-    elif verb == "members":
-        members = await rt.get_members(rest, timeout=5)
-        say("me", f"members of {rest}: {_short([(m.id, m.data) for m in members], 400)}")
     elif verb == "close":
         rt.close()
     elif verb == "open":
         rt.open()
+    elif verb == "members":
+        await _members(rt, _args(verb, rest, 1)[0], say)
+    elif verb in USAGE:
+        _queue(rt, verb, rest)
+        if not rt.is_connected():
+            when = "after 'open'" if rt.state is State.CLOSED else "once connected"
+            say("tether", f"{verb}: queued ({rt.state.value}), sent {when}")
     else:
         say("tether", f"unknown command {verb!r}; type 'help'")
     return True
 
 
-def _split(text: str, parts: int) -> list[str]:
-    pieces = text.split(" ", parts - 1)
-    if len(pieces) != parts:
-        raise ValueError(f"expected {parts} arguments")
+def _queue(rt: RealtimeClient, verb: str, rest: str) -> None:
+    """The commands that the client buffers while offline."""
+    if verb == "send":
+        channel, event, payload = _args(verb, rest, 3)
+        rt.send(channel, event, _json(verb, payload))
+    elif verb == "broadcast":
+        event, payload = _args(verb, rest, 2)
+        rt.broadcast(event, _json(verb, payload))
+    elif verb == "emit":
+        event, payload = _args(verb, rest, 2)
+        rt.emit(event, _json(verb, payload))
+    elif verb == "join":
+        rt.join(_args(verb, rest, 1)[0])
+    elif verb == "leave":
+        rt.leave(_args(verb, rest, 1)[0])
+    else:
+        rt.update_profile(_json(verb, _args(verb, rest, 1)[0]))
+
+
+async def _members(rt: RealtimeClient, channel: str, say: Callable[[str, str], None]) -> None:
+    if not rt.is_connected():
+        raise CommandError(f"members needs a connection (state: {rt.state.value})")
+    try:
+        members = await rt.get_members(channel, timeout=MEMBERS_TIMEOUT)
+    except AckTimeout:
+        raise CommandError(f"members: no answer within {MEMBERS_TIMEOUT:g} s") from None
+    except Disconnected:
+        raise CommandError("members: the connection dropped before the answer") from None
+    say("me", f"members of {channel}: {_short([(m.id, m.data) for m in members], 400)}")
+
+
+def _args(verb: str, text: str, count: int) -> list[str]:
+    """``count`` space-separated arguments (the last one takes the rest of the line)."""
+    pieces = text.split(maxsplit=count - 1) if text else []
+    if len(pieces) != count:
+        raise CommandError(f"usage: {USAGE[verb]}")
     return pieces
+
+
+def _json(verb: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        where = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise CommandError(
+            f"{verb}: not JSON{where}: {_short(text, 40)}; usage: {USAGE[verb]}, "
+            'e.g. {"name": "ann"}, "text" or 42'
+        ) from None
 
 
 def run_connect(
@@ -166,7 +292,12 @@ def run_connect(
     backend: str,
     out: TextIO = sys.stdout,
 ) -> int:
-    return anyio.run(_connect, url, channels, auth, out, backend=backend)
+    """Run ``tether connect`` until ``quit``, end of input or a signal; the exit status."""
+    try:
+        status: int = anyio.run(_connect, url, channels, auth, out, backend=backend)
+    except KeyboardInterrupt:  # where the event loop could not take SIGINT over
+        return SIGNAL_EXIT_BASE + signal.SIGINT
+    return status
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -283,4 +414,5 @@ async def _demo(out: TextIO) -> int:
 
 
 def run_demo(backend: str, out: TextIO = sys.stdout) -> int:
+    """Run ``tether demo``; 0 when every check passed, 1 otherwise."""
     return anyio.run(_demo, out, backend=backend)

@@ -63,6 +63,7 @@ class EventStream:
             await self._wake.wait()
 
     async def aclose(self) -> None:
+        """Stop the stream: iteration ends after the events already queued."""
         self._closed = True
         self._wake.set()
 

@@ -32,9 +32,16 @@ TOKEN_ENV = "TETHER_HUB_TOKEN"
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
+BACKENDS = ("asyncio", "trio")
+TRIO_INSTALL = "pip install 'tether[trio]'"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tether`` console script; returns the process exit status."""
+    """Entry point of the ``tether`` console script; returns the process exit status.
+
+    ``argv`` defaults to ``sys.argv[1:]``. Argument errors exit with status 2 (argparse),
+    as do ``--help`` and ``--version`` with status 0.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -45,9 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tether`` argument parser with its three subcommands."""
+    from tether import __version__
+
     parser = argparse.ArgumentParser(
         prog="tether", description="Socket.IO realtime client with channels, and its hub."
     )
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_serve_parser(sub)
     _add_connect_parser(sub)
@@ -96,7 +107,9 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "connections; stops cleanly on SIGINT/SIGTERM.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8765, help="port; 0 picks a free one")
+    p.add_argument(
+        "--port", type=_port, default=8765, help="port; 0 picks a free one (default 8765)"
+    )
     p.add_argument("--redis", metavar="URL", help="share channels with other hubs via Redis")
     p.add_argument(
         "--redis-prefix",
@@ -116,9 +129,27 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--token",
         help=f"require auth {{'token': T}} on connect (default: ${TOKEN_ENV} if set)",
     )
-    p.add_argument("--ping-interval", type=_positive_float, default=25.0, metavar="S")
-    p.add_argument("--ping-timeout", type=_positive_float, default=20.0, metavar="S")
-    p.add_argument("--max-channel-name", type=_int_at_least(1), default=128, metavar="N")
+    p.add_argument(
+        "--ping-interval",
+        type=_positive_float,
+        default=25.0,
+        metavar="S",
+        help="seconds between the hub's Engine.IO pings (default 25)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=_positive_float,
+        default=20.0,
+        metavar="S",
+        help="seconds a client has to answer a ping before the hub drops it (default 20)",
+    )
+    p.add_argument(
+        "--max-channel-name",
+        type=_int_at_least(1),
+        default=128,
+        metavar="N",
+        help="longest channel name accepted, in characters (default 128)",
+    )
     p.add_argument(
         "--max-payload",
         type=_int_at_least(1024),
@@ -126,7 +157,12 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="BYTES",
         help="largest message / engine.io packet accepted (default 1000000)",
     )
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="warning",
+        help="what the hub logs to standard error (default warning)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -232,13 +268,41 @@ def _add_connect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--auth", metavar="JSON", help='auth object sent on connect, e.g. \'{"token": "T"}\''
     )
-    p.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    _add_backend_argument(p)
     p.set_defaults(func=cmd_connect)
 
 
+def _add_backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="asyncio",
+        help=f"event loop the client runs on (default asyncio; trio needs {TRIO_INSTALL})",
+    )
+
+
+def _backend_missing(command: str, backend: str) -> bool:
+    """Say in one line how to install ``backend`` when it cannot be imported."""
+    if backend != "trio":
+        return False
+    try:
+        import trio  # noqa: F401
+    except ImportError:
+        print(f"tether {command}: --backend trio needs trio: {TRIO_INSTALL}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
-    """``tether connect``: the interactive client."""
+    """``tether connect``: the interactive client.
+
+    Exits 0 after ``quit`` or the end of standard input, 130 after Ctrl-C (143 after
+    SIGTERM), 2 for bad arguments.
+    """
     from tether._console import run_connect
+
+    if _backend_missing("connect", args.backend):
+        return 1
 
     auth = None
     if args.auth is not None:
@@ -252,11 +316,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
             return 2
     try:
         return run_connect(args.url, list(args.join), auth, args.backend)
-    except ValueError as exc:
+    except ValueError as exc:  # the URL or an option, refused by RealtimeClient
         print(f"tether connect: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
 
 
 # ------------------------------------------------------------------------------------ demo
@@ -271,12 +333,14 @@ def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "messages arrive in order; then a close() that stays closed. Exits 1 if anything it "
         "announces did not happen.",
     )
-    p.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    _add_backend_argument(p)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``tether demo``: the self-checking lifecycle walk-through."""
+    """``tether demo``: the self-checking lifecycle walk-through (exit 1 if a check fails)."""
     from tether._console import run_demo
 
+    if _backend_missing("demo", args.backend):
+        return 1
     return run_demo(args.backend)

@@ -121,7 +121,7 @@ async def test_a_corrupt_frame_to_the_server_makes_it_close_and_the_client_recon
 ) -> None:
     async with client(proxy.url, transport_kind, **FAST) as rt:
         events = await connected(rt)
-        first = rt.socket_id
+        first = rt.get_socket_id()
         proxy.corrupt_next_frame(Direction.TO_SERVER, how)
         rt.emit("echo", "corrupted on its way")
         await events.wait(lambda e: len(e.of("connect")) == 2)

@@ -121,10 +121,12 @@ class Connection:
 
     @property
     def state(self) -> State:
+        """The lifecycle state (``specs/lifecycle.md``)."""
         return self._lifecycle.state
 
     @property
     def is_connected(self) -> bool:
+        """``True`` exactly while the state is ``CONNECTED``."""
         return self._lifecycle.state is _CONNECTED
 
     @property
@@ -249,6 +251,8 @@ class Connection:
     # --- channels: the hub's wire format (specs/hub-wire-format.md) -----------------------
 
     def join(self, channel: str, echo: bool | None = None, *, now: float) -> None:
+        """Want ``channel``: the hub is told now when connected, else at the next connect
+        (and again after every reconnect). ``echo=None`` takes ``echo_messages``."""
         check_channel(channel)
         flag = self._echo(echo)
         if not self.options.auto_join_channels:
@@ -257,6 +261,7 @@ class Connection:
         self._tell_hub(self._channels.join(channel, flag, self._connected(now)))
 
     def leave(self, channel: str, echo: bool | None = None, *, now: float) -> None:
+        """Stop wanting ``channel``; a hub that had it is told, with this call's echo flag."""
         check_channel(channel)
         flag = self._echo(echo)
         if not self.options.auto_join_channels:
@@ -267,6 +272,8 @@ class Connection:
     def send(
         self, channel: str, event: str, message: Any, echo: bool | None = None, *, now: float
     ) -> None:
+        """Ask the hub to emit ``event`` with ``message`` to the members of ``channel`` (a
+        ``message`` event of the hub's wire format, buffered like any emit)."""
         check_channel(channel)
         check_event_name(event)  # the hub emits it to the channel's members as is
         flag = self._echo(echo)
@@ -274,11 +281,13 @@ class Connection:
         self.emit("message", payload, now=now)
 
     def broadcast(self, event: str, message: Any, echo: bool | None = None, *, now: float) -> None:
+        """Ask the hub to emit ``event`` with ``message`` to every client it serves."""
         check_event_name(event)
         payload = {"eventName": event, "message": message, "echo": self._echo(echo)}
         self.emit("message", payload, now=now)
 
     def update_profile(self, data: Any, echo: bool | None = None, *, now: float) -> None:
+        """Share ``data`` (JSON) as this member's profile: state, restored at every connect."""
         flag = self._echo(echo)
         _json.dumps(data)  # refuse non-JSON data here, at the caller's line
         if not self.options.auto_join_channels:

@@ -177,3 +177,4 @@ Event = (
     | AckFailed
     | MessageDropped
 )
+"""Any of the events :meth:`Connection.drain_events` returns; dispatch on the exact type."""

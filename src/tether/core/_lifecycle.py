@@ -176,6 +176,7 @@ class Lifecycle:
         return trigger in _ALLOWED[self.state]
 
     def fire(self, trigger: Trigger) -> tuple[State, State]:
+        """Move by ``trigger``; ``(previous, current)``, or :class:`LocalProtocolError`."""
         previous = self.state
         try:
             _EVENTS[trigger].trigger(self)

@@ -45,7 +45,9 @@ Message: TypeAlias = str | bytes
 TransportErrorReason: TypeAlias = Literal["transport close", "transport error"]
 
 TRANSPORT_CLOSE: Final = "transport close"
+"""The peer ended the connection cleanly, or this side closed it."""
 TRANSPORT_ERROR: Final = "transport error"
+"""The connection broke, or could not be opened."""
 
 _REASONS: Final = frozenset({TRANSPORT_CLOSE, TRANSPORT_ERROR})
 
