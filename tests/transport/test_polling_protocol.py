@@ -25,9 +25,7 @@ OPEN = (
 )
 
 # Text packets never hold \x1e (JSON escapes it), so generated ones don't either.
-texts = st.text(
-    st.characters(exclude_characters="\x1e", exclude_categories=["Cs"]), max_size=40
-)
+texts = st.text(st.characters(exclude_characters="\x1e", exclude_categories=["Cs"]), max_size=40)
 messages = st.one_of(texts.map(lambda t: "4" + t), st.binary(max_size=40))
 
 

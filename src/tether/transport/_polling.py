@@ -262,8 +262,13 @@ class PollingTransport(ReadDeadline):
 
     @property
     def url(self) -> str:
-        """The session's polling URL (without the sid)."""
+        """The session's polling URL (without the sid; with the query: not for logs)."""
         return self._url
+
+    @property
+    def where(self) -> str:
+        """The redacted URL (no query, no credentials), for logs and error texts."""
+        return self._where
 
     @property
     def idle(self) -> bool:
@@ -416,18 +421,22 @@ class PollingTransport(ReadDeadline):
             self._check(response)
             self._poll_head_read = True
         chunk = await conn.body()
-        if chunk is None:
-            self._poll_deadline = math.inf
-            messages = session.poll_done()
-        else:
-            self._poll_size += len(chunk)
-            if self._poll_size > self._max_poll_size:
-                raise TransportError(
-                    TRANSPORT_ERROR,
-                    f"a poll answer from {self._where} exceeds max_poll_size "
-                    f"({self._max_poll_size} bytes)",
-                )
-            messages = session.poll_data(chunk)
+        try:
+            if chunk is None:
+                self._poll_deadline = math.inf
+                messages = session.poll_done()
+            else:
+                self._poll_size += len(chunk)
+                if self._poll_size > self._max_poll_size:
+                    raise TransportError(
+                        TRANSPORT_ERROR,
+                        f"a poll answer from {self._where} exceeds max_poll_size "
+                        f"({self._max_poll_size} bytes)",
+                    )
+                messages = session.poll_data(chunk)
+        except PayloadError as exc:
+            # Invalid UTF-8 or an oversized packet: a broken stream, as for a WebSocket frame.
+            raise TransportError(TRANSPORT_ERROR, f"{self._where}: {exc}") from None
         self._ready.extend(messages)
         if session.close_received and chunk is None:
             self._set_error(TRANSPORT_CLOSE, f"{self._where} closed the session")

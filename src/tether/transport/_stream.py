@@ -374,6 +374,9 @@ class StreamTransport(ReadDeadline):
     an ending (``self._set_error``), and ``_closing_frame`` says goodbye.
     """
 
+    #: Transport.name: both libraries speak RFC 6455.
+    name: Final = "websocket"
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
