@@ -104,11 +104,15 @@ class Route:
         return HTTPConnection(stream, route=self, read_size=read_size)
 
     def describe(self, status: int) -> str:
-        """Whose refusal a status is, for error texts: the proxy's 407 names the proxy."""
-        if self.proxy is not None and self.absolute_form and status in (407, 502, 503, 504):
-            where = self.proxy.where
-            return f"the proxy {where} answered {describe_status(status)} for {self.where}"
-        return f"{self.where} answered {describe_status(status)}"
+        """Whose refusal a status is, for error texts: on an absolute-form route the proxy
+        is named too (its 407, or a status it relayed or made up)."""
+        if self.proxy is None or not self.absolute_form:
+            return f"{self.where} answered {describe_status(status)}"
+        if status == 407:
+            return f"the proxy {self.proxy.where} answered {describe_status(status)}"
+        return (
+            f"{self.where} answered {describe_status(status)} through the proxy {self.proxy.where}"
+        )
 
 
 class HTTPConnection:

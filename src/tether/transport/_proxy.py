@@ -41,6 +41,8 @@ _READ_SIZE: Final = 16 * 1024
 _bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 
 _REASONS: Final = {
+    # tinyproxy answers wrong credentials with 401 (and missing ones with 407).
+    401: "unauthorized: the proxy refused the credentials",
     403: "forbidden",
     407: "proxy authentication required",
     502: "bad gateway: the proxy could not reach the server",
