@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["SessionCookies", "http_url"]
+__all__ = ["SessionCookies", "http_url", "with_cookie"]
 
 _HTTP_SCHEMES: Final = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
@@ -26,6 +26,23 @@ def http_url(url: str) -> str:
     WebSocket schemes (RFC 6455 4.1 sends them with the upgrade as for HTTP)."""
     scheme, sep, rest = url.partition("://")
     return _HTTP_SCHEMES.get(scheme.lower(), scheme) + sep + rest
+
+
+def with_cookie(
+    headers: list[tuple[bytes, bytes]], cookie: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` with the jar's ``cookie`` added: appended to the caller's own ``Cookie``
+    header if there is one (RFC 6265 5.4: a request carries one ``Cookie`` header)."""
+    if cookie is None:
+        return headers
+    out = []
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            cookie = value + b"; " + cookie
+        else:
+            out.append((name, value))
+    out.append((b"Cookie", cookie))
+    return out
 
 
 class _Answer:

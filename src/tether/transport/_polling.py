@@ -44,7 +44,7 @@ from ._base import (
     TransportError,
     TransportErrorReason,
 )
-from ._cookies import SessionCookies
+from ._cookies import SessionCookies, with_cookie
 from ._http import HTTPConnection, Response, Route
 from ._polling_protocol import OpenPacket, PayloadError, PollingSession
 from ._proxy import Proxy, parse_proxy, select_proxy
@@ -152,10 +152,7 @@ class PollingConnector:
         session = PollingSession(max_message_size=max_message_size)
         conn = await route.open(ssl_context, read_size=self._read_size)
         try:
-            request_headers = list(endpoint.headers)
-            cookie = jar.header(polling_url)
-            if cookie is not None:
-                request_headers.append((b"Cookie", cookie))
+            request_headers = with_cookie(list(endpoint.headers), jar.header(polling_url))
             await conn.request(b"GET", endpoint.target, request_headers)
             response = await conn.response(max_body=self._max_poll_size)
             jar.update(polling_url, response.headers)
@@ -472,11 +469,7 @@ class PollingTransport(ReadDeadline):
     def _request_headers(
         self, extra: list[tuple[bytes, bytes]] | None = None
     ) -> list[tuple[bytes, bytes]]:
-        headers = self._headers + (extra or [])
-        cookie = self.cookies.header(self._url)
-        if cookie is not None:
-            headers = [*headers, (b"Cookie", cookie)]
-        return headers
+        return with_cookie(self._headers + (extra or []), self.cookies.header(self._url))
 
     def _check(self, response: Response) -> None:
         """Take an answer's cookies; fail on a status other than 200 (Node answers 400 for a
