@@ -6,7 +6,7 @@
 //
 //   node servers/node/server.js --port 0 [--host 127.0.0.1] [--ping-interval MS]
 //       [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
-//       [--late-hello] [--watch-stdin]
+//       [--late-hello] [--transports polling,websocket] [--watch-stdin]
 //
 // Once it accepts connections it prints exactly one line to stdout:
 //   listening on http://HOST:PORT
@@ -27,6 +27,7 @@ function parseArgs(argv) {
     noPing: false,
     lateHello: false,
     watchStdin: false,
+    transports: ["polling", "websocket"],
   };
   const valued = {
     "--host": (v) => (opts.host = v),
@@ -35,6 +36,7 @@ function parseArgs(argv) {
     "--ping-timeout": (v) => (opts.pingTimeout = toInt("--ping-timeout", v)),
     "--max-payload": (v) => (opts.maxPayload = toInt("--max-payload", v)),
     "--token": (v) => (opts.token = v),
+    "--transports": (v) => (opts.transports = toTransports(v)),
   };
   const flags = {
     "--csr": () => (opts.csr = true),
@@ -60,6 +62,16 @@ function toInt(name, value) {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) usage(`${name} must be a non-negative integer`);
   return n;
+}
+
+// "polling", "websocket" or both, comma-separated: what the engine accepts (a polling-only server
+// offers no upgrade; a WebSocket-only one answers polling requests with 400).
+function toTransports(value) {
+  const names = value.split(",").filter((n) => n);
+  if (!names.length || names.some((n) => n !== "polling" && n !== "websocket")) {
+    usage("--transports takes polling, websocket or both (comma-separated)");
+  }
+  return names;
 }
 
 function usage(message) {
@@ -112,7 +124,7 @@ function toJson(value) {
 
 const httpServer = http.createServer(handleControl);
 const io = new Server(httpServer, {
-  transports: ["polling", "websocket"],
+  transports: opts.transports,
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,

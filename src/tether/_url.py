@@ -27,10 +27,10 @@ Decisions, each with its reason:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
-__all__ = ["build_websocket_url", "redact_url"]
+__all__ = ["build_websocket_url", "engine_url", "redact_url"]
 
 _SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _RESERVED_QUERY: Final = ("EIO", "transport")
@@ -94,6 +94,33 @@ def build_websocket_url(
             pairs[key] = value
     encoded_query = urlencode(pairs, quote_via=quote, safe="")
     return f"{_SCHEMES[parts.scheme.lower()]}://{netloc}{encoded_path}?{encoded_query}"
+
+
+def engine_url(
+    url: str, transport: Literal["polling", "websocket"], *, sid: str | None = None
+) -> str:
+    """The same Engine.IO endpoint on another transport (socketio-protocol.md 1.1, 1.7).
+
+    ``url`` is a URL from :func:`build_websocket_url` (or one made the same way for
+    polling). The scheme follows the transport (``http``/``https`` for polling, ``ws``/
+    ``wss`` for WebSocket, TLS kept), ``transport=`` is set, and ``sid=`` (the session to
+    upgrade) is appended when given, replacing any. The rest of the query is kept byte for
+    byte: it may hold the user's percent-encoding, which decoding and encoding again could
+    change.
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme.lower() in ("https", "wss")
+    if transport == "polling":
+        scheme = "https" if secure else "http"
+    else:
+        scheme = "wss" if secure else "ws"
+    items = [item for item in parts.query.split("&") if item and not item.startswith("sid=")]
+    items = [f"transport={transport}" if item.startswith("transport=") else item for item in items]
+    if f"transport={transport}" not in items:
+        items.append(f"transport={transport}")
+    if sid is not None:
+        items.append("sid=" + quote(sid, safe=""))
+    return f"{scheme}://{parts.netloc}{parts.path}?{'&'.join(items)}"
 
 
 def redact_url(url: str) -> str:

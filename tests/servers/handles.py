@@ -95,6 +95,7 @@ class ServerOptions:
     max_payload: int | None = None
     no_ping: bool = False  # start muted
     late_hello: bool = False  # node only: "hello" after the CONNECT reply
+    transports: tuple[str, ...] | None = None  # ("polling",), ("websocket",); None: both
 
     def args(self) -> list[str]:
         out: list[str] = []
@@ -103,6 +104,7 @@ class ServerOptions:
             ("--ping-timeout", self.ping_timeout),
             ("--token", self.token),
             ("--max-payload", self.max_payload),
+            ("--transports", ",".join(self.transports) if self.transports else None),
         ):
             if value is not None:
                 out += [flag, str(value)]
@@ -591,6 +593,7 @@ class ServerFactory:
         max_payload: int | None = None,
         no_ping: bool = False,
         late_hello: bool = False,
+        transports: tuple[str, ...] | None = None,
     ) -> SocketIOServer:
         options = ServerOptions(
             ping_interval=ping_interval,
@@ -600,6 +603,7 @@ class ServerFactory:
             max_payload=max_payload,
             no_ping=no_ping,
             late_hello=late_hello,
+            transports=transports,
         )
         server = make_server(kind, options)
         self.servers.append(server)

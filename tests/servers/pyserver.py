@@ -4,7 +4,7 @@ Run it as a script (it imports nothing from the project)::
 
     python tests/servers/pyserver.py --port 0 [--host 127.0.0.1] [--ping-interval MS]
         [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
-        [--watch-stdin] [--verbose]
+        [--transports polling,websocket] [--watch-stdin] [--verbose]
 
 Once it accepts connections it prints exactly one line to stdout,
 ``listening on http://HOST:PORT``. servers/README.md describes the events and the control API.
@@ -161,7 +161,7 @@ class TestServer:
             ping_interval=args.ping_interval / 1000,
             ping_timeout=args.ping_timeout / 1000,
             max_http_buffer_size=args.max_payload,
-            transports=["polling", "websocket"],
+            transports=args.transports,
             logger=args.verbose,
             engineio_logger=args.verbose,
         )
@@ -360,6 +360,13 @@ def _watch_stdin() -> None:
     loop.add_reader(fd, readable)
 
 
+def _transports(value: str) -> list[str]:
+    names = [name for name in value.split(",") if name]
+    if not names or any(name not in ("polling", "websocket") for name in names):
+        raise argparse.ArgumentTypeError("polling, websocket or both (comma-separated)")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pyserver.py", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
@@ -368,6 +375,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ping-timeout", type=int, default=20000, metavar="MS")
     p.add_argument("--max-payload", type=int, default=1_000_000, metavar="BYTES")
     p.add_argument("--token", default=None)
+    p.add_argument(
+        "--transports",
+        type=_transports,
+        default=["polling", "websocket"],
+        help="polling, websocket or both, comma-separated (default both)",
+    )
     p.add_argument("--csr", action="store_true", help="accepted and ignored (no CSR in python)")
     p.add_argument("--no-ping", action="store_true", help="start muted")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")

@@ -102,6 +102,15 @@ class Transport(Protocol):
     """
 
     @property
+    def name(self) -> str:
+        """What carries the messages now: ``"websocket"`` or ``"polling"``.
+
+        It changes once at most, when a polling session upgrades (``_engine``); the
+        in-memory transport says ``"websocket"``, which it stands in for.
+        """
+        ...
+
+    @property
     def closed(self) -> bool:
         """True once the connection has ended or ``aclose()`` was called.
 

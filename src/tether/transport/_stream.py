@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import h11
 from anyio.streams.tls import TLSStream
 
 from tether._url import redact_url
@@ -47,6 +48,7 @@ from ._base import (
     TransportErrorReason,
     encode_headers,
 )
+from ._proxy import Proxy, ProxyRefused, open_tunnel
 from ._socket import open_tcp
 from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
 
@@ -60,6 +62,7 @@ __all__ = [
     "StreamConnector",
     "StreamTransport",
     "describe",
+    "open_stream",
     "parse_url",
 ]
 
@@ -81,6 +84,8 @@ IO_ERRORS: Final[tuple[type[Exception], ...]] = (
 )
 #: ...and, while connecting, an answer to the upgrade that is not a valid acceptance.
 _CONNECT_ERRORS: Final[tuple[type[Exception], ...]] = (*IO_ERRORS, UpgradeFailed)
+#: ...and, while a proxy opens a tunnel, an answer that is not HTTP.
+_TUNNEL_ERRORS: Final[tuple[type[Exception], ...]] = (*IO_ERRORS, h11.ProtocolError)
 
 _DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
 _SECURE: Final = {"ws": False, "http": False, "wss": True, "https": True}
@@ -133,6 +138,7 @@ class StreamConnector(Generic[_T]):
         headers: Sequence[tuple[str, str]] = (),
         ssl_context: ssl.SSLContext | None = None,
         max_message_size: int = 1_000_000,
+        proxy: Proxy | None = None,
     ) -> _T:
         """Open a TCP (and TLS) connection to ``url`` and perform the WebSocket upgrade.
 
@@ -143,6 +149,10 @@ class StreamConnector(Generic[_T]):
         opened, a malformed URL or header included; ``ValueError`` only for a
         ``max_message_size`` below 1. Cancellation is safe at any point: the socket is closed
         before the cancellation propagates.
+
+        ``proxy``: reach the server through that HTTP proxy's ``CONNECT`` tunnel (TLS runs
+        inside it); ``None`` connects directly. Choosing a proxy (the environment,
+        ``NO_PROXY``) is the caller's business: ``_proxy.select_proxy``.
         """
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ValueError(f"max_message_size must be a positive int, not {max_message_size!r}")
@@ -153,32 +163,21 @@ class StreamConnector(Generic[_T]):
             ssl_context = self._default_ssl_context
 
         where = endpoint.where
+        stream = await open_stream(
+            endpoint.host,
+            endpoint.port,
+            secure=endpoint.secure,
+            ssl_context=ssl_context,
+            where=where,
+            proxy=proxy,
+        )
         try:
-            # An IP address gets a bare socket stream (see _socket: no asyncio transport and
-            # protocol per connection, no happy eyeballs for one address); a host name goes
-            # through anyio.connect_tcp.
-            tcp = await open_tcp(endpoint.host, endpoint.port)
-        except OSError as exc:
-            raise TransportError(
-                TRANSPORT_ERROR, f"cannot connect to {where}: {describe(exc)}"
-            ) from exc
-
-        stream: anyio.abc.ByteStream = tcp
-        stage = "TLS handshake with" if endpoint.secure else "WebSocket handshake with"
-        try:
-            if ssl_context is not None and endpoint.secure:
-                # standard_compatible=False: many servers drop TLS without close_notify, and
-                # WebSocket framing already tells a complete message from a truncated one.
-                stream = await TLSStream.wrap(
-                    tcp, hostname=endpoint.host, ssl_context=ssl_context, standard_compatible=False
-                )
-                stage = "WebSocket handshake with"
             trailing = await _upgrade(stream, endpoint, self._read_size)
             return self._open(stream, endpoint, trailing, max_message_size)
         except _CONNECT_ERRORS as exc:
             await anyio.aclose_forcefully(stream)
             raise TransportError(
-                TRANSPORT_ERROR, f"{stage} {where} failed: {describe(exc)}"
+                TRANSPORT_ERROR, f"WebSocket handshake with {where} failed: {describe(exc)}"
             ) from exc
         except BaseException:
             await anyio.aclose_forcefully(stream)
@@ -193,6 +192,90 @@ class StreamConnector(Generic[_T]):
         read from the socket); ``max_size`` is the caller's ``max_message_size``.
         """
         raise NotImplementedError
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    secure: bool,
+    ssl_context: ssl.SSLContext | None,
+    where: str,
+    proxy: Proxy | None = None,
+    tunnel: bool = True,
+) -> anyio.abc.ByteStream:
+    """A byte stream to ``host``:``port``: TCP, through ``proxy``'s ``CONNECT`` tunnel when
+    there is one, then TLS when ``secure`` (verified with ``ssl_context``, which must be set
+    then). Both WebSocket transports and the polling transport's HTTP connections open
+    their connections here, so TLS and proxies behave the same for all of them.
+
+    ``tunnel=False`` with a proxy returns the plain connection to the proxy itself (for
+    absolute-form HTTP requests, polling over ``http``). ``where`` is the redacted URL the
+    error texts name. Raises :class:`TransportError`; the socket is closed whenever this
+    fails or is cancelled.
+    """
+    address = (host, port) if proxy is None else (proxy.host, proxy.port)
+    try:
+        # An IP address gets a bare socket stream (see _socket: no asyncio transport and
+        # protocol per connection, no happy eyeballs for one address); a host name goes
+        # through anyio.connect_tcp.
+        tcp = await open_tcp(*address)
+    except OSError as exc:
+        if proxy is None:
+            text = f"cannot connect to {where}: {describe(exc)}"
+        else:
+            text = f"cannot connect to the proxy {proxy.where} (for {where}): {describe(exc)}"
+        raise TransportError(TRANSPORT_ERROR, text) from exc
+    stream: anyio.abc.ByteStream = tcp
+    try:
+        if proxy is not None:
+            if not tunnel:
+                return tcp
+            await _tunnel(tcp, proxy, host, port, where)
+        if secure:
+            if ssl_context is None:  # pragma: no cover - the connectors always pass one
+                raise ValueError("a secure stream needs an ssl_context")
+            # standard_compatible=False: many servers drop TLS without close_notify, and
+            # WebSocket framing (and HTTP's Content-Length or chunks) already tells a complete
+            # message from a truncated one.
+            stream = await TLSStream.wrap(
+                tcp, hostname=host, ssl_context=ssl_context, standard_compatible=False
+            )
+        return stream
+    except IO_ERRORS as exc:
+        await anyio.aclose_forcefully(tcp)
+        raise TransportError(
+            TRANSPORT_ERROR, f"TLS handshake with {where} failed: {describe(exc)}"
+        ) from exc
+    except BaseException:
+        await anyio.aclose_forcefully(tcp)
+        raise
+
+
+async def _tunnel(
+    tcp: anyio.abc.ByteStream, proxy: Proxy, host: str, port: int, where: str
+) -> None:
+    """``CONNECT`` through ``proxy`` to ``host``:``port``; a failure names the proxy."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # pragma: no cover - parse_url checked the host already
+        ascii_host = host
+    authority = f"[{ascii_host}]:{port}" if ":" in ascii_host else f"{ascii_host}:{port}"
+    try:
+        await open_tunnel(tcp, proxy, authority)
+    except ProxyRefused as refused:
+        raise TransportError(
+            TRANSPORT_ERROR,
+            f"the proxy {proxy.where} refused the tunnel to {authority} (for {where}) "
+            f"with {refused}",
+            status=refused.status,
+        ) from None
+    except _TUNNEL_ERRORS as exc:
+        raise TransportError(
+            TRANSPORT_ERROR,
+            f"the proxy {proxy.where} failed to open a tunnel to {authority} (for {where}): "
+            f"{describe(exc)}",
+        ) from exc
 
 
 async def _upgrade(stream: anyio.abc.ByteStream, endpoint: Endpoint, read_size: int) -> bytes:
@@ -290,6 +373,9 @@ class StreamTransport(ReadDeadline):
     decodes into queued messages (``self._ready``), owed control frames (``self._reply``) or
     an ending (``self._set_error``), and ``_closing_frame`` says goodbye.
     """
+
+    #: Transport.name: both libraries speak RFC 6455.
+    name: Final = "websocket"
 
     def __init__(
         self,
