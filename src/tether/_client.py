@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import ssl as _ssl
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
@@ -29,7 +29,13 @@ from ._event_stream import EventStream
 from ._listeners import Listener, ListenerRegistry
 from ._url import redact_url
 from .core import Connection, CoreOptions, OverflowPolicy, State, TetherError
-from .transport import Connector, WebSocketConnector
+from .transport import (
+    TRANSPORT_NAMES,
+    Connector,
+    EngineConnector,
+    WebSocketConnector,
+    check_transports,
+)
 
 __all__ = ["Member", "RealtimeClient"]
 
@@ -86,6 +92,9 @@ class RealtimeClient:
         ssl: _ssl.SSLContext | None = None,
         max_message_size: int = 1_000_000,
         transport: Connector | str = "wsproto",
+        transports: Sequence[str] = TRANSPORT_NAMES,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         # Everything is validated here, at the caller's line.
         credentials = Credentials(url, path, auth, headers, query)
@@ -122,7 +131,7 @@ class RealtimeClient:
             self._events,
             self._lifecycle,
             credentials,
-            _make_connector(transport),
+            _make_connector(transport, transports, proxy, trust_env),
             ssl=ssl,
             max_message_size=max_message_size,
         )
@@ -189,6 +198,14 @@ class RealtimeClient:
     def buffered(self) -> int:
         """How many messages wait in the offline buffer."""
         return self._driver.core.buffered
+
+    @property
+    def transport_name(self) -> str | None:
+        """The transport of the connection (``"websocket"`` or ``"polling"``; it changes
+        when polling upgrades to WebSocket), or ``None`` when there is none."""
+        session = self._driver.session
+        transport = None if session is None else session.transport
+        return None if transport is None else transport.name
 
     def open(self) -> None:
         """Start connecting from ``idle`` or ``closed``; idempotent otherwise. Non-blocking."""
@@ -448,26 +465,49 @@ def _now() -> float:
         return 0.0
 
 
-#: The connectors behind ``transport="wsproto"`` and ``"websockets"``, shared by every client
-#: that names one: a connector holds only its settings and a lazily made default TLS context.
-_NAMED_CONNECTORS: dict[str, Connector] = {}
+#: The connectors of the named WebSocket libraries, shared by every client that names one: a
+#: connector holds only its settings and a lazily made default TLS context.
+_WEBSOCKET_CONNECTORS: dict[str, Connector] = {}
+#: The Engine.IO connectors over them, shared by every client with the same settings.
+_ENGINE_CONNECTORS: dict[tuple[str, tuple[str, ...], str | None, bool], Connector] = {}
 
 
-def _make_connector(transport: Connector | str) -> Connector:
-    """``"wsproto"`` (the default), ``"websockets"`` (the ``fast`` extra) or a Connector."""
-    if isinstance(transport, str) and transport in ("wsproto", "websockets"):
-        connector = _NAMED_CONNECTORS.get(transport)
-        if connector is None:
-            if transport == "wsproto":
-                connector = WebSocketConnector()
-            else:
-                from .transport import FastWebSocketConnector
+def _make_connector(
+    transport: Connector | str, transports: Sequence[str], proxy: str | None, trust_env: bool
+) -> Connector:
+    """The connector for the transport options (``specs/transports.md``).
 
-                connector = FastWebSocketConnector()
-            connector = _NAMED_CONNECTORS.setdefault(transport, connector)
-        return connector
-    if isinstance(transport, str) or not callable(getattr(transport, "connect", None)):
+    ``transport`` names the WebSocket library (``"wsproto"``, the default, or
+    ``"websockets"``, the ``fast`` extra) that an :class:`EngineConnector` uses beside HTTP
+    long-polling, in the order of ``transports``, through ``proxy`` or the environment's.
+    A :class:`Connector` object is used as it is (tests, custom transports).
+    """
+    if not isinstance(transport, str):
+        if not callable(getattr(transport, "connect", None)):
+            raise ValueError(
+                f"transport must be 'wsproto', 'websockets' or a Connector, got {transport!r}"
+            )
+        return transport
+    if transport not in ("wsproto", "websockets"):
         raise ValueError(
             f"transport must be 'wsproto', 'websockets' or a Connector, got {transport!r}"
         )
-    return transport
+    names = check_transports(transports)
+    key = (transport, names, proxy, bool(trust_env))
+    engine = _ENGINE_CONNECTORS.get(key)
+    if engine is None:
+        websocket = _WEBSOCKET_CONNECTORS.get(transport)
+        if websocket is None:
+            if transport == "wsproto":
+                websocket = WebSocketConnector()
+            else:
+                from .transport import FastWebSocketConnector
+
+                websocket = FastWebSocketConnector()
+            websocket = _WEBSOCKET_CONNECTORS.setdefault(transport, websocket)
+        engine = EngineConnector(
+            transports=names, websocket=websocket, proxy=proxy, trust_env=trust_env
+        )
+        # A connector for each proxy URL a program uses, not one per client.
+        engine = _ENGINE_CONNECTORS.setdefault(key, engine)
+    return engine
