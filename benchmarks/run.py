@@ -159,6 +159,20 @@ def record_error(message: str) -> None:
     log(f"error: {message}")
 
 
+#: Said by a run on the stock asyncio loop of CPython < 3.12, where python-engineio's read
+#: loop pays a task and event-loop round trips per message in ``asyncio.wait_for`` (3.12
+#: rebuilt it on ``asyncio.timeout``; uvloop makes both cheap).
+BELOW_ITS_BEST = (
+    "the stock asyncio loop on CPython < 3.12: python-socketio runs below its best here "
+    "(asyncio.wait_for makes a task per message); the reference figures use uvloop "
+    "(benchmarks/README.md, 'The baseline')"
+)
+
+
+def below_its_best(python: str, loop: str) -> bool:
+    return loop == "asyncio" and tuple(int(x) for x in python.split(".")[:2]) < (3, 12)
+
+
 #: The event loop every asyncio client runs on (``--loop``); set by main().
 LOOP = {"asyncio": h.LOOPS[0]}
 
@@ -503,6 +517,8 @@ def markdown_report(data: dict[str, Any]) -> str:
         "",
         "↑ higher is better, ↓ lower is better; (×) is the ratio to python-socketio.",
     ]
+    if below_its_best(m["python"], data.get("loop", "asyncio")):
+        lines += ["", f"Note: {BELOW_ITS_BEST}."]
     ceiling = data["results"].get("ceiling")
     if ceiling:
         lines += ["", "Receive ceiling, anyio + wsproto with the minimal protocol:", ""]
@@ -852,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
         f"load {data['loadavg_before']}"
     )
+    if below_its_best(platform.python_version(), args.loop):
+        log(f"warning: {BELOW_ITS_BEST}")
     if data["loadavg_before"][0] > 1.0:
         log("warning: the machine is busy (load average > 1): wall-time figures will be noisy")
     results = data["results"]
