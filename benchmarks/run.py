@@ -684,7 +684,9 @@ def chart(data: dict[str, Any], path: Path) -> bool:
     m = data["machine"]
     fig.suptitle(
         f"tether vs python-socketio — {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-        f"Node socket.io {m['socket.io (node)']} — {data['date'][:10]}",
+        f"Node socket.io {m['socket.io (node)']} — {data['date'][:10]}\n"
+        f"asyncio clients on {data.get('loop', 'asyncio')}, python-socketio with "
+        f"json={data.get('psio_json', 'default')}",
         fontsize=10,
     )
     fig.tight_layout()
