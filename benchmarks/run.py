@@ -159,6 +159,32 @@ def record_error(message: str) -> None:
     log(f"error: {message}")
 
 
+#: Said by a run on the stock asyncio loop of CPython < 3.12, where python-engineio's read
+#: loop pays a task and event-loop round trips per message in ``asyncio.wait_for`` (3.12
+#: rebuilt it on ``asyncio.timeout``; uvloop makes both cheap).
+BELOW_ITS_BEST = (
+    "the stock asyncio loop on CPython < 3.12: python-socketio runs below its best here "
+    "(asyncio.wait_for makes a task per message); the reference figures use uvloop "
+    "(benchmarks/README.md, 'The baseline')"
+)
+
+
+def below_its_best(python: str, loop: str) -> bool:
+    return loop == "asyncio" and tuple(int(x) for x in python.split(".")[:2]) < (3, 12)
+
+
+#: The event loop every asyncio client runs on (``--loop``); set by main().
+LOOP = {"asyncio": h.LOOPS[0]}
+
+
+def check_event_loop(name: str, result: dict[str, Any]) -> None:
+    """Every client must have run on the loop the run asked for: the comparison is only fair
+    when python-socketio and tether-asyncio share one."""
+    expected = "trio" if name.endswith("-trio") else LOOP["asyncio"]
+    if result.get("event_loop") != expected:
+        record_error(f"{name} ran on {result.get('event_loop')!r}, not {expected!r}")
+
+
 def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, Any] | None:
     """One bench in a fresh subprocess; None (and an entry in ERRORS) if it failed."""
     module = CLIENTS.get(name) or CEILINGS[name]
@@ -172,6 +198,7 @@ def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, An
         run.finish(wait=False)
         raise
     run.finish()
+    check_event_loop(name, result)
     return result
 
 
@@ -324,6 +351,7 @@ def storm_one(name: str, plan: Plan) -> dict[str, Any]:
         second = listen_on_port(second, first.port)
         up_at = time.time()
         result = run.wait_for("RESULT")
+        check_event_loop(name, result)
         seen = second.get("/control/attempts")
     except BaseException:
         run.finish(wait=False)
@@ -473,12 +501,15 @@ def markdown_report(data: dict[str, Any]) -> str:
     m = data["machine"]
     lines = [
         f"Run {data['date']} with `{data['command'].strip()}` ({data['mode']}, "
-        f"{data['runtime_s']} s); tether transport: {data['tether_transport']}.",
+        f"{data['runtime_s']} s); tether transport: {data['tether_transport']}; "
+        f"asyncio clients on {data.get('loop', 'asyncio')}; python-socketio with "
+        f"{'json=orjson' if data.get('psio_json', 'default') == 'orjson' else 'its default JSON'}.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, {m['implementation']} "
         f"{m['python']}, Node {m['node']} with socket.io {m['socket.io (node)']}; "
         f"python-socketio {m['python-socketio']} (aiohttp {m['aiohttp']}), anyio {m['anyio']}, "
-        f"trio {m['trio']}, wsproto {m['wsproto']}, orjson {m['orjson']}; tether at "
+        f"trio {m['trio']}, wsproto {m['wsproto']}, orjson {m['orjson']}, "
+        f"uvloop {m.get('uvloop', 'not recorded')}; tether at "
         f"{m['tether commit']}. Load average before/after: {data['loadavg_before'][0]} / "
         f"{data['loadavg_after'][0]}.",
         "",
@@ -486,6 +517,8 @@ def markdown_report(data: dict[str, Any]) -> str:
         "",
         "↑ higher is better, ↓ lower is better; (×) is the ratio to python-socketio.",
     ]
+    if below_its_best(m["python"], data.get("loop", "asyncio")):
+        lines += ["", f"Note: {BELOW_ITS_BEST}."]
     ceiling = data["results"].get("ceiling")
     if ceiling:
         lines += ["", "Receive ceiling, anyio + wsproto with the minimal protocol:", ""]
@@ -558,6 +591,7 @@ def machine_info() -> dict[str, Any]:
         "trio": version("trio"),
         "wsproto": version("wsproto"),
         "orjson": version("orjson"),
+        "uvloop": version("uvloop"),
         "tether commit": commit,
     }
 
@@ -650,7 +684,9 @@ def chart(data: dict[str, Any], path: Path) -> bool:
     m = data["machine"]
     fig.suptitle(
         f"tether vs python-socketio — {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-        f"Node socket.io {m['socket.io (node)']} — {data['date'][:10]}",
+        f"Node socket.io {m['socket.io (node)']} — {data['date'][:10]}\n"
+        f"asyncio clients on {data.get('loop', 'asyncio')}, python-socketio with "
+        f"json={data.get('psio_json', 'default')}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -753,6 +789,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="RealtimeClient(transport=NAME) for the tether clients (default: tether's default)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=h.LOOPS,
+        default=h.LOOPS[0],
+        help="the event loop of every asyncio client (python-socketio, tether-asyncio, "
+        "bare-asyncio); default uvloop",
+    )
+    parser.add_argument(
+        "--psio-json",
+        choices=("orjson", "default"),
+        default="orjson",
+        help="python-socketio's JSON: AsyncClient(json=orjson) (default) or its own default",
+    )
     args = parser.parse_args(argv)
     only = [b.strip() for b in args.only.split(",") if b.strip()]
     expanded: list[str] = []
@@ -779,7 +828,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.tether_transport:
         for name in ("tether-asyncio", "tether-trio"):
             CLIENTS[name] = [*CLIENTS[name], "--transport", args.tether_transport]
-    partial = bool(args.only or args.clients or args.tether_transport)
+    LOOP["asyncio"] = args.loop
+    for module in (*CLIENTS.values(), *CEILINGS.values()):
+        module += ["--loop", args.loop]
+    CLIENTS[REFERENCE] += ["--json", args.psio_json]
+    partial = bool(
+        args.only
+        or args.clients
+        or args.tether_transport
+        or args.loop != h.LOOPS[0]
+        or args.psio_json != "orjson"
+    )
     stem = "quick" if args.quick else ("partial" if partial else "results")
     out_dir = args.out or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -802,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         "plan": asdict(plan),
         "clients": args.client_list,
         "tether_transport": args.tether_transport or "default",
+        "loop": args.loop,
+        "psio_json": args.psio_json,
         "results": {},
         "errors": ERRORS,
     }
@@ -809,6 +870,8 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
         f"load {data['loadavg_before']}"
     )
+    if below_its_best(platform.python_version(), args.loop):
+        log(f"warning: {BELOW_ITS_BEST}")
     if data["loadavg_before"][0] > 1.0:
         log("warning: the machine is busy (load average > 1): wall-time figures will be noisy")
     results = data["results"]

@@ -9,6 +9,7 @@ process if the bench overruns ``--timeout``, whatever it is stuck on.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import math
@@ -18,10 +19,13 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 BENCHES = ("recv", "echo", "connect", "memory", "storm")
 KINDS = ("json64", "json1k", "bin1k")
+#: The asyncio event loops a bench can run on (``--loop``); trio has its own.
+LOOPS = ("uvloop", "asyncio")
 
 #: The 64-byte JSON argument the server sends for ``json64`` and the echo payload.
 PAD_BASE = len(json.dumps({"seq": 0, "pad": ""}, separators=(",", ":")))
@@ -47,11 +51,44 @@ def parse_args(*, backends: tuple[str, ...]) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=1.0, help="idle seconds before measuring RSS")
     parser.add_argument("--timeout", type=float, default=120.0, help="the whole bench, seconds")
     parser.add_argument("--transport", default="", help="tether only: RealtimeClient(transport=)")
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="uvloop", help="the event loop of the asyncio backend"
+    )
+    parser.add_argument(
+        "--json",
+        choices=("orjson", "default"),
+        default="orjson",
+        help="python-socketio only: AsyncClient(json=) with orjson, or its default",
+    )
     args = parser.parse_args()
     if not args.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         parser.error("only loopback servers")
     start_watchdog(args.timeout + 5.0)
     return args
+
+
+def run_asyncio(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run ``main`` on asyncio with the event loop ``--loop`` names."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
+def anyio_backend_options(backend: str, loop: str) -> dict[str, Any]:
+    """``anyio.run``'s backend options for ``--loop`` (it only applies to asyncio)."""
+    return {"use_uvloop": True} if backend == "asyncio" and loop == "uvloop" else {}
+
+
+def event_loop_name() -> str:
+    """What runs this bench (the runner checks it): uvloop, asyncio, trio or none."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio" if "trio" in sys.modules else "none"
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 def start_watchdog(seconds: float) -> None:
@@ -61,6 +98,7 @@ def start_watchdog(seconds: float) -> None:
 
 
 def report(tag: str, data: dict[str, Any]) -> None:
+    data = {**data, "event_loop": event_loop_name()}
     sys.stdout.write(f"{tag} {json.dumps(data)}\n")
     sys.stdout.flush()
 

@@ -104,4 +104,9 @@ async def main(args: Any) -> None:
 
 if __name__ == "__main__":
     arguments = h.parse_args(backends=("asyncio", "trio"))
-    anyio.run(main, arguments, backend=arguments.backend)
+    anyio.run(
+        main,
+        arguments,
+        backend=arguments.backend,
+        backend_options=h.anyio_backend_options(arguments.backend, arguments.loop),
+    )

@@ -1,7 +1,9 @@
-"""The benches for tether's RealtimeClient, on asyncio or trio (``--backend``).
+"""The benches for tether's RealtimeClient, on asyncio (``--loop uvloop`` or the stock loop) or
+trio (``--backend``).
 
 Every client uses the defaults of the README API (``RealtimeClient(url)``): reconnection on,
-delay 1 s, max 5 s, randomization 0.5. Listeners are plain functions.
+delay 1 s, max 5 s, randomization 0.5. Listeners are plain functions. The asyncio event loop
+is the same one python-socketio's bench runs on (benchmarks/README.md, "Method").
 """
 
 from __future__ import annotations
@@ -242,4 +244,9 @@ if __name__ == "__main__":
     arguments = h.parse_args(backends=("asyncio", "trio"))
     if arguments.transport:
         OPTIONS["transport"] = arguments.transport
-    anyio.run(main, arguments, backend=arguments.backend)
+    anyio.run(
+        main,
+        arguments,
+        backend=arguments.backend,
+        backend_options=h.anyio_backend_options(arguments.backend, arguments.loop),
+    )
