@@ -205,12 +205,11 @@ class Connection:
     def close(self, *, now: float) -> None:
         """Close on purpose; nothing reconnects until :meth:`open`. Idempotent.
 
-        Ends the server-side session too (a ``DISCONNECT`` is sent when connected), so the
-        next ``open()`` does not ask for connection state recovery.
+        A connected session says goodbye (a ``DISCONNECT``), so the server drops it. The pid
+        and offset of connection state recovery are kept either way and offered with the
+        next CONNECT, as socket.io-client does: after a close made while reconnecting the
+        server still holds the session and replays what was missed (specs/delivery.md §3).
         """
-        # The user ends the session: no recovery on the next open(), even when the client
-        # was already CLOSED (after reconnect_failed, or with reconnection disabled).
-        self._namespace.forget_recovery()
         if self._lifecycle.state is not State.CLOSED:
             self._close()
 
