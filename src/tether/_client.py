@@ -8,6 +8,7 @@ lives in :mod:`tether._driver` (``specs/client.md``): a synchronous call goes in
 from __future__ import annotations
 
 import random
+import secrets
 import ssl as _ssl
 import weakref
 from collections.abc import Callable, Sequence
@@ -95,6 +96,8 @@ class RealtimeClient:
         transports: Sequence[str] = TRANSPORT_NAMES,
         proxy: str | None = None,
         trust_env: bool = True,
+        retries: int = 0,
+        ack_timeout: float | None = None,
     ) -> None:
         # Everything is validated here, at the caller's line.
         credentials = Credentials(url, path, auth, headers, query)
@@ -119,6 +122,10 @@ class RealtimeClient:
                 overflow=OverflowPolicy(overflow),
                 echo_messages=echo_messages,
                 auto_join_channels=auto_join_channels,
+                retries=retries,
+                ack_timeout=ack_timeout,
+                # The client instance's identity for a hub (specs/delivery.md §4.1).
+                client_id=secrets.token_urlsafe(16),
             ),
             random=_JITTER,
         )
@@ -337,6 +344,13 @@ class RealtimeClient:
         self._lifecycle.add("buffer_overflow", fn)
         return fn
 
+    def on_resume(self, fn: F) -> F:
+        """Call ``fn(resume)`` after a reconnect (or ``close()`` + ``open()``) for each hub
+        stream the client had joined: its channels, and the broadcasts as ``channel=None``
+        (a :class:`~tether.StreamResumed`: ``resumed``, ``replayed``, ``reason``)."""
+        self._lifecycle.add("resume", fn)
+        return fn
+
     def on_join(self, fn: F) -> F:
         """Call ``fn(payload)`` when a member joins one of your channels."""
         return self.on("channel:join", fn)
@@ -377,15 +391,28 @@ class RealtimeClient:
         driver.core.emit(event, *args, now=_now())
         driver.pump()
 
-    async def call(self, event: str, *args: Any, timeout: float | None = 30.0) -> Any:
+    async def call(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = 30.0,
+        retries: int | None = None,
+        ack_timeout: float | None = None,
+    ) -> Any:
         """Emit with an acknowledgement and return the ack's value (a tuple if several).
 
-        Raises :class:`~tether.AckTimeout`, :class:`~tether.Disconnected` or
+        ``timeout`` bounds the whole call, time in the offline buffer included (``None``: no
+        bound). ``retries`` and ``ack_timeout`` override the client's for this call: a try
+        ends with the ack, after ``ack_timeout``, or with a disconnect, and up to
+        ``retries`` more follow (specs/delivery.md §2). Raises :class:`~tether.AckTimeout`
+        or :class:`~tether.Disconnected` (the last try's error), or
         :class:`~tether.BufferFull`.
         """
         driver = self._driver
         now = _now()
-        call_id = driver.core.call(event, *args, timeout=timeout, now=now)
+        call_id = driver.core.call(
+            event, *args, timeout=timeout, now=now, retries=retries, ack_timeout=ack_timeout
+        )
         waiter = CallWaiter()
         driver.calls[call_id] = waiter
         try:

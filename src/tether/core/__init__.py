@@ -33,9 +33,11 @@ from ._events import (
     ReconnectAttemptStarted,
     Reconnected,
     ReconnectFailed,
+    ResumeReason,
     SocketConnected,
     SocketDisconnected,
     StateChanged,
+    StreamResumed,
 )
 from ._lifecycle import TRANSITIONS, Lifecycle, State, Transition, Trigger
 from ._options import CoreOptions, OverflowPolicy
@@ -66,10 +68,12 @@ __all__ = [
     "ReconnectFailed",
     "Reconnected",
     "RemoteProtocolError",
+    "ResumeReason",
     "SocketConnected",
     "SocketDisconnected",
     "State",
     "StateChanged",
+    "StreamResumed",
     "TetherError",
     "Transition",
     "Trigger",

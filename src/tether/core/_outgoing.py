@@ -47,13 +47,16 @@ class Outgoing:
     """One user message on its way: its Engine.IO frames, their size, and what it was.
 
     ``size`` counts bytes as the buffer bounds and ``maxPayload`` do. ``event`` is the
-    Socket.IO event name and ``call_id`` the call waiting for its ack, if any.
+    Socket.IO event name and ``call_id`` the id of the ACK it asks for, if any. ``seq``
+    orders the messages of a client as they were emitted: what goes back to the buffer
+    after a disconnect (unwritten, or written and to be tried again) goes back in that order.
     """
 
     frames: tuple[str | bytes, ...]
     size: int
     event: str
     call_id: int | None = None
+    seq: int = 0
 
 
 def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
@@ -64,7 +67,7 @@ def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
 
 
 def encode_event(
-    namespace: str, data: list[Any], call_id: int | None, max_payload: int
+    namespace: str, data: list[Any], call_id: int | None, max_payload: int, seq: int = 0
 ) -> Outgoing:
     """Encode the EVENT ``data`` (``[name, *args]``) as an :class:`Outgoing` entry.
 
@@ -83,7 +86,7 @@ def encode_event(
             f"message of {size} bytes exceeds the server's maxPayload of {max_payload}"
         )
     size += sum(len(a) for a in attachments)
-    return Outgoing((head, *attachments), size, data[0], call_id)
+    return Outgoing((head, *attachments), size, data[0], call_id, seq)
 
 
 class OfflineBuffer:
