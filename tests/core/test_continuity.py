@@ -223,8 +223,9 @@ def test_data_pending_says_whether_there_is_something_to_write() -> None:
     h = hub_client()
     h.connect()
     h.writing = False
-    assert not h.conn.data_pending
+    pending = [h.conn.data_pending]
     h.emit("e")
-    assert h.conn.data_pending
+    pending.append(h.conn.data_pending)
     h.conn.data_to_send()
-    assert not h.conn.data_pending
+    pending.append(h.conn.data_pending)
+    assert pending == [False, True, False]
