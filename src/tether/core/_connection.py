@@ -56,7 +56,14 @@ from ._acks import Acks
 from ._attempts import Attempts
 from ._channels import HUB_RESUME, Channels, Notice, check_channel
 from ._engine import EngineSession, EngineSignal, Phase
-from ._errors import BufferFull, ConnectError, DecodeError, Disconnected
+from ._errors import (
+    BufferFull,
+    ConnectError,
+    DecodeError,
+    Disconnected,
+    MessageTooLarge,
+    TetherError,
+)
 from ._events import (
     CloseTransport,
     ConnectFailed,
@@ -75,7 +82,7 @@ from ._events import (
 from ._lifecycle import Lifecycle, State, Trigger
 from ._namespace import NamespaceSession
 from ._options import CoreOptions, check_retries
-from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event
+from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event, too_large
 from ._socketio import Packet, PacketType, check_event_name
 
 __all__ = ["Connection", "DisconnectReason"]
@@ -436,12 +443,24 @@ class Connection:
         # specs/reconnect.md, after each (re)connect: CONNECT (done) → re-join channels with
         # their own echo flags → restore the last profile → flush the buffer → new emits.
         for notice in self._channels.session_started(namespace.recovered):
-            self._tell_hub(notice)
+            try:
+                self._tell_hub(notice)
+            except MessageTooLarge:
+                # A profile set before this server said what it accepts (specs/bounds.md).
+                self._report_drop(notice[0], None, "too large")
         acks = self._acks
-        flushed = self._buffer.buffer.drain()
-        for message in flushed:
+        limit = self._engine.max_payload
+        assert limit is not None  # the handshake announced it
+        flushed = []
+        for message in self._buffer.buffer.drain():
+            if too_large(message, limit):
+                # Buffered before this server said what it accepts: it would close the
+                # whole connection on this one.
+                self._report_drop(message.event, message.call_id, "too large")
+                continue
             if message.call_id is not None:
                 acks.queued(message.call_id, now)
+            flushed.append(message)
         self._outbox.add_messages(flushed)
         for packet in namespace.take_held():
             event = namespace.event(packet.data, packet.id)
@@ -605,7 +624,7 @@ class Connection:
 
     # ------------------------------------------------------------------ sending
 
-    def _max_payload(self) -> int:
+    def _max_payload(self) -> int | None:
         return self._engine.max_payload
 
     def _connected(self, now: float) -> bool:
@@ -631,7 +650,8 @@ class Connection:
             return
         name, payload = notice
         if name != "join":
-            self._outbox.add_packet(Packet(_EVENT, self._namespace.name, [name, payload]))
+            encoded = encode_event(self._namespace.name, [name, payload], None, self._max_payload())
+            self._outbox.add_frames(encoded.frames)  # state, restored by every connect
             return
         # A join asks for an answer: a hub gives the channel's position in it, and says
         # whether a resume from ``since`` was whole (specs/delivery.md §4.5).
@@ -712,8 +732,11 @@ class Connection:
             # The heartbeat may have expired while the timer has not run yet (throttled
             # timers, socket.io-client's _hasPingExpired): don't write into a dead connection.
             if not self._engine.heartbeat_expired(now):
-                self._outbox.add_message(message)
-                return None
+                # A server that stops reading makes messages pile up in the outbox: the
+                # buffer's bounds and policy hold there too (specs/bounds.md).
+                outbox = self._outbox
+                self._buffer.check_room(message, outbox)
+                return None if self._buffer.admit_to_outbox(outbox, message) else _DROPPED
             self._buffer.check_room(message)  # refused before anything changed
             self.handle_timer(now=now)  # the timer's verdict lands first, then we buffer
         else:
@@ -745,7 +768,15 @@ class Connection:
     def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
         self._events.append(MessageDropped(event, call_id, reason))
         if call_id is not None:
-            error = Disconnected(reason) if reason == "not connected" else BufferFull(reason)
+            error: TetherError
+            if reason == "not connected":
+                error = Disconnected(reason)
+            elif reason == "too large":
+                error = MessageTooLarge(
+                    "dropped from the buffer: larger than the server's maxPayload"
+                )
+            else:
+                error = BufferFull(reason)
             self._acks.refuse(call_id, error)
 
 

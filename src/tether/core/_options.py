@@ -63,7 +63,7 @@ class CoreOptions:
     overflow: OverflowPolicy = OverflowPolicy.RAISE
     echo_messages: bool = True
     auto_join_channels: bool = True
-    #: The largest frame we send until the server's handshake announces its ``maxPayload``.
+    #: The largest frame we send to a server whose handshake announces no ``maxPayload``.
     max_payload: int = 1_000_000
     #: More tries after the first for every emit and call (``specs/delivery.md`` §2).
     retries: int = 0
