@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import logging
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
@@ -301,13 +302,19 @@ def transport_of(receive: Callable[..., Any]) -> asyncio.BaseTransport | None:
 def abort_transport(transport: asyncio.BaseTransport | None) -> bool:
     """Drop a connection at once, discarding what is buffered (``Transport.abort``).
 
-    uvicorn's ``connection_lost`` then wakes the blocked send (``disconnected`` set) and queues
+    ``SO_LINGER`` 0 makes the close a TCP reset, so the kernel's send buffer (megabytes for a
+    peer that does not read) is freed too and the peer learns at once. uvicorn's
+    ``connection_lost`` then wakes the blocked send (``disconnected`` set) and queues
     ``websocket.disconnect`` for the reader, so python-engineio runs its normal close path.
     """
-    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-        transport.abort()
-        return True
-    return False
+    if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    return True
 
 
 #: uvicorn's own WARNING lines that any client can cause once per TCP connection
