@@ -7,9 +7,9 @@ upstream code it mirrors or reaches into; ``tests/hub/test_compat.py`` checks ev
 them against the installed versions and fails with the item's name when an upgrade changes
 it. Nothing else in ``tether.hub`` touches a dependency's private names.
 
-Verified against python-socketio 5.12–5.18, python-engineio 4.11–4.15 and uvicorn
-0.30–0.55 (the ranges pyproject.toml's ``hub`` extra allows; the test runs on what is
-installed). Where a public API does the job it is used instead, and the item says so:
+Written against python-socketio 5.18, python-engineio 4.15 and uvicorn 0.55, the lower
+bounds of pyproject.toml's ``hub`` extra (its upper bounds are the next major versions: the
+test guards the versions in between). Where a public API does the job it is used instead:
 
 * ``serializer=`` (a ``socketio.packet.Packet`` subclass with its own ``decode``) is public:
   the hub validates packets there (``_packets.py``), not by overriding the dispatcher's
@@ -87,7 +87,7 @@ MalformedHandler = Callable[[str, MalformedPacketError], Awaitable[None]]
 class CompatServer(socketio.AsyncServer):  # type: ignore[misc]
     """``socketio.AsyncServer`` with the two hooks the hub needs.
 
-    Mirrors python-socketio 5.12–5.18, ``socketio/async_server.py``:
+    Mirrors python-socketio 5.18, ``socketio/async_server.py``:
 
     * ``AsyncServer._handle_event(eio_sid, namespace, id, data)``: python-socketio sends the
       handler's return value as the ACK when an id was present but never tells the handler
@@ -184,7 +184,7 @@ class ReadyRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     Until Redis has processed the SUBSCRIBE, messages published by other hub processes are
     lost for this one; the hub waits for the confirmation before it says ``listening on``.
-    Mirrors python-socketio 5.12–5.18, ``socketio/async_redis_manager.py``:
+    Mirrors python-socketio 5.18, ``socketio/async_redis_manager.py``:
 
     * ``_redis_connect()`` creates ``self.redis`` and ``self.pubsub`` with
       ``ignore_subscribe_messages=True``; the override keeps the confirmations instead;
@@ -234,7 +234,7 @@ class ReadyRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 class _CompatEngineIO(engineio.AsyncServer):  # type: ignore[misc]
     """``engineio.AsyncServer`` whose sockets get the hub's bounded send queue.
 
-    python-engineio 4.11–4.15: every ``AsyncSocket`` keeps the packets waiting to be written
+    python-engineio 4.15: every ``AsyncSocket`` keeps the packets waiting to be written
     in ``self.queue``, created by ``BaseSocket.__init__`` (``engineio/base_socket.py``) as
     ``self.server.create_queue()`` with no arguments, an unbounded ``asyncio.Queue``
     (``engineio/async_server.py``). ``create_queue`` is public, but that the socket's send
@@ -259,7 +259,7 @@ def engineio_sockets(sio: Any) -> dict[str, Any]:
 async def close_transport(sio: Any, eio_sid: str) -> bool:
     """Close one session's transport without a Socket.IO DISCONNECT or Engine.IO CLOSE.
 
-    python-engineio 4.11–4.15, ``engineio/async_socket.py``: the WebSocket writer task (in
+    python-engineio 4.15, ``engineio/async_socket.py``: the WebSocket writer task (in
     ``AsyncSocket._websocket_handler``) closes the WebSocket when ``poll()`` dequeues the
     ``None`` sentinel, after writing what was queued before it; the reader then sees the close
     and runs the disconnect path with reason ``transport close``. A long-polling session
@@ -277,7 +277,7 @@ async def close_transport(sio: Any, eio_sid: str) -> bool:
 
 def asgi_scope(environ: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ASGI scope behind an environ: ``translate_request`` in
-    ``engineio/async_drivers/asgi.py`` (4.11–4.15) stores it as ``asgi.scope``."""
+    ``engineio/async_drivers/asgi.py`` (4.15) stores it as ``asgi.scope``."""
     scope = environ.get("asgi.scope")
     return scope if isinstance(scope, Mapping) else None
 
@@ -290,7 +290,7 @@ def transport_of(receive: Callable[..., Any]) -> asyncio.BaseTransport | None:
 
     ASGI gives an application no way to abort a connection whose peer does not read: a
     ``websocket.close`` waits, like every send, until the transport is writable again
-    (uvicorn 0.30–0.55, ``uvicorn/protocols/websockets/wsproto_impl.py``,
+    (uvicorn 0.55, ``uvicorn/protocols/websockets/wsproto_impl.py``,
     ``WSProtocol.send`` awaits ``self.writable``). uvicorn passes its protocol's bound
     ``receive`` method, whose ``__self__.transport`` is the connection's transport.
     """
@@ -319,7 +319,7 @@ def abort_transport(transport: asyncio.BaseTransport | None) -> bool:
 
 #: uvicorn's own WARNING lines that any client can cause once per TCP connection
 #: (``uvicorn/protocols/http/h11_impl.py``, ``H11Protocol.handle_events`` and
-#: ``_unsupported_upgrade_warning``, 0.30–0.55). The hub logs them at INFO instead.
+#: ``_unsupported_upgrade_warning``, 0.55). The hub logs them at INFO instead.
 CLIENT_CAUSED_UVICORN_WARNINGS = frozenset(
     {"Invalid HTTP request received.", "Unsupported upgrade request."}
 )
@@ -328,7 +328,7 @@ CLIENT_CAUSED_UVICORN_WARNINGS = frozenset(
 class UvicornServer(uvicorn.Server):
     """uvicorn without signal handling, reporting when it accepts connections.
 
-    uvicorn 0.30–0.55, ``uvicorn/server.py``:
+    uvicorn 0.55, ``uvicorn/server.py``:
 
     * ``Server.serve`` wraps everything in ``capture_signals()``, whose handlers re-raise the
       signal after shutdown (so the process dies by it) and which only works in the main
