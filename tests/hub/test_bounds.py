@@ -115,6 +115,55 @@ async def test_a_member_that_does_not_read_is_disconnected(queue_hub: HubProcess
     assert TOKEN not in log
 
 
+@pytest.fixture(scope="module")
+def quick_ping_hub(hub_tmp: Path) -> Iterator[HubProcess]:
+    process = HubProcess.start(
+        "--ping-interval",
+        "1",
+        "--ping-timeout",
+        "1",
+        "--max-send-queue",
+        "1000000",
+        "--max-send-queue-bytes",
+        "1000000000",
+        tmp=hub_tmp,
+    )
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+async def test_a_ping_timeout_resets_a_member_that_does_not_read(
+    quick_ping_hub: HubProcess,
+) -> None:
+    """Under its queue bound, a member that stops reading stops answering pings. Engine.IO's
+    CLOSE would wait behind everything queued for it, forever: the hub resets it instead."""
+    flood, watch = unique("flood"), unique("watch")
+    async with (
+        connected(quick_ping_hub) as silent,
+        connected(quick_ping_hub) as watcher,
+        connected(quick_ping_hub) as flooder,
+    ):
+        silent.stream.extra(SocketAttribute.raw_socket).setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+        )
+        await join(silent, flood)
+        await join(silent, watch)
+        await join(watcher, watch)
+        for n in range(100):  # 10 MB: more than the kernel buffers hold, queued by the hub
+            args = {"channel": flood, "eventName": "blob", "message": "x" * 100_000}
+            assert await flooder.call("message", args, timeout=30) == []
+            if n % 10 == 0:
+                await watcher.sync()  # keep answering pings meanwhile
+        # The watcher keeps reading (and answering pings) while it waits.
+        assert await watcher.next_event(timeout=15) == (
+            "channel:leave",
+            [member_event(watch, silent.sid)],
+        )
+        # The silent member's connection was reset, not closed behind megabytes of frames.
+        await silent.until_closed(timeout=10)
+        assert silent.close_code is None
+
+
 # ---------------------------------------------------------------------- channels per client
 
 

@@ -466,13 +466,22 @@ class Hub:
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):
             return  # a client emitted an event named "disconnect": it is still connected
+        reason = args[0] if args else None
+        if reason == self._sio.reason.PING_TIMEOUT:
+            # The client stopped answering pings, most likely because it stopped reading: the
+            # Engine.IO CLOSE python-engineio queues for it would never be written, and its
+            # writer, buffers and socket would wait for a reader forever. Reset it now.
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+            conn = None if eio_sid is None else self._connection(eio_sid)
+            if conn is not None and conn.websocket:
+                _compat.abort_transport(conn.transport)
         assert self._store is not None
         try:
             departed = await self._store.remove_client(sid)
             await self._announce([departed])
         except Exception:
             log.exception("could not clean up after %s", sid)
-        log.debug("disconnected %s (%s)", sid, args[0] if args else "?")
+        log.debug("disconnected %s (%s)", sid, reason)
 
     async def _announce(self, departed: list[Departed]) -> None:
         """``channel:leave`` for members that are gone (no echo: they are not there)."""
