@@ -42,8 +42,14 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 ROOT = Path(__file__).resolve().parent.parent
 #: Every run stops by itself: a watchdog kills this process if it hangs.
 WATCHDOG_SECONDS = 600
-UNBOUNDED_QUEUE = ("--max-send-queue", "1000000000", "--max-send-queue-bytes", str(10**13))
-UNBOUNDED_JOINS = ("--max-channels-per-client", "100000000")
+UNBOUNDED_QUEUE: tuple[str, ...] = (
+    "--max-send-queue",
+    "1000000000",
+    "--max-send-queue-bytes",
+    str(10**13),
+)
+UNBOUNDED_JOINS: tuple[str, ...] = ("--max-channels-per-client", "100000000")
+DEFAULTS: tuple[str, ...] = ()
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -208,14 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     if "flood" in only:
         for label, extra in (
-            ("flood, bounded (defaults)", ()),
+            ("flood, bounded (defaults)", DEFAULTS),
             ("flood, unbounded", UNBOUNDED_QUEUE),
         ):
             with hub_process(*extra) as hub:
                 show(label, asyncio.run(flood(hub, args.seconds, args.message_bytes)))
     if "joins" in only:
         for label, extra in (
-            ("joins, bounded (defaults)", ()),
+            ("joins, bounded (defaults)", DEFAULTS),
             ("joins, unbounded", UNBOUNDED_JOINS),
         ):
             with hub_process(*extra) as hub:
