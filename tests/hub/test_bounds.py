@@ -9,6 +9,8 @@ raw TCP for broken HTTP, and python-socketio's ``AsyncClient`` for a third-party
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -514,3 +516,85 @@ async def test_internal_errors_still_log_a_traceback(
         await anyio.to_thread.run_sync(hub.stop)
     errors = [r for r in caplog.records if r.name == "tether.hub" and r.levelno == logging.ERROR]
     assert any("internal error handling 'join'" in r.getMessage() and r.exc_info for r in errors)
+
+
+# -------------------------------------------------------------------------------- polling
+
+
+async def http(hub: Any, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.0 request on its own connection (so the answer is not chunked)."""
+    async with await anyio.connect_tcp(hub.host, hub.port) as stream:
+        head = (
+            f"{method} {target} HTTP/1.0\r\nHost: hub\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        await stream.send(head.encode() + body)
+        reply = b""
+        with anyio.fail_after(10):
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    reply += await stream.receive()
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def polling_session(hub: Any) -> str:
+    status, body = await http(hub, "GET", "/socket.io/?EIO=4&transport=polling")
+    assert status == 200, body
+    sid: str = json.loads(body[1:])["sid"]
+    assert await http(hub, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", b"40") == (
+        200,
+        b"OK",
+    )
+    return sid
+
+
+async def test_bad_polling_payloads_are_refused_quietly(
+    embedded: HubThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = await polling_session(embedded)
+    target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    for payload in (b"x", b"bA", b"4\x1e\x1e4", b"\xff\xfe"):
+        assert (await http(embedded, "POST", target, payload))[0] == 400
+    assert await http(embedded, "POST", target, b'42["join",{"channel":"p"}]') == (200, b"OK")
+    records = hub_records(caplog)
+    assert [r for r in records if r.levelno >= logging.WARNING] == []
+    assert [r for r in records if r.exc_info] == []
+    assert len([r for r in records if "malformed" in r.getMessage()]) == 1
+
+
+async def test_a_polling_member_that_does_not_poll_is_disconnected(
+    queue_hub: HubProcess,
+) -> None:
+    flood = unique("flood")
+    auth = {"token": TOKEN}
+    eio_sid = await polling_session_with_auth(queue_hub, auth)
+    target = f"/socket.io/?EIO=4&transport=polling&sid={eio_sid}"
+    join_packet = '42["join",{"channel":"' + flood + '","echo":false}]'
+    assert await http(queue_hub, "POST", target, join_packet.encode()) == (200, b"OK")
+    async with connected(queue_hub, auth) as watcher, connected(queue_hub, auth) as flooder:
+        await join(watcher, flood)
+        # The polling member never polls again: everything for it stays in its queue.
+        for _ in range(60):
+            args = {"channel": flood, "eventName": "blob", "message": "x" * 50_000}
+            assert await flooder.call("message", args, timeout=30) == []
+        name, args = await watcher.next_event(timeout=30)
+        while name == "blob":
+            name, args = await watcher.next_event(timeout=30)
+        assert name == "channel:leave"
+    # The session is gone: its next poll is refused.
+    status, _ = await http(queue_hub, "GET", target)
+    assert status == 400
+    assert "it does not read" in queue_hub.log()
+
+
+async def polling_session_with_auth(hub: Any, auth: dict[str, Any]) -> str:
+    status, body = await http(hub, "GET", "/socket.io/?EIO=4&transport=polling")
+    assert status == 200, body
+    sid: str = json.loads(body[1:])["sid"]
+    connect = ("40" + json.dumps(auth)).encode()
+    target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    assert await http(hub, "POST", target, connect) == (200, b"OK")
+    status, body = await http(hub, "GET", target)  # the CONNECT answer
+    assert status == 200 and body.startswith(b"40"), body
+    return sid

@@ -190,6 +190,8 @@ class Hub:
             self._asgi = HubASGI(
                 socketio.ASGIApp(self._sio, socketio_path="socket.io"),
                 on_bad_frame=self._on_bad_frame,
+                on_bad_payload=self._on_bad_payload,
+                max_body=config.max_payload,
             )
             self._server = UvicornServer(
                 uvicorn.Config(
@@ -413,6 +415,10 @@ class Hub:
 
     def _on_bad_frame(self, conn: Connection, reason: str) -> None:
         self._note_malformed(conn, conn.sid or "a client", reason)
+
+    def _on_bad_payload(self, eio_sid: str, reason: str) -> None:
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        self._note_malformed(self._connection(eio_sid), sid or eio_sid, reason)
 
     async def _on_malformed_packet(self, eio_sid: str, exc: MalformedPacketError) -> None:
         conn = self._connection(eio_sid)

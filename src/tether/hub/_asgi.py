@@ -13,11 +13,16 @@ connection's transport). For every HTTP request and WebSocket it:
   a packet type digit ``0``-``6``, Engine.IO v4 §Packet encoding; ``b`` + base64 is for
   long-polling only) and reports them as malformed. python-engineio would raise on them
   outside its reader loop, which skips the disconnect path (the member stays in its channels
-  until the ping timeout) and makes uvicorn log a traceback.
+  until the ping timeout) and makes uvicorn log a traceback;
+* on a long-polling POST, checks the payload the same way (packets separated by ``\x1e``,
+  Engine.IO v4 §Payload; ``b`` + strict base64 allowed) and answers 400 to a bad one, which
+  python-engineio would log at ERROR with a traceback ("post request handler error").
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +67,17 @@ def connection_of(environ: Any) -> Connection | None:
 class HubASGI:
     """Wraps python-socketio's ASGI app; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, on_bad_frame: Callable[[Connection, str], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_bad_frame: Callable[[Connection, str], None],
+        on_bad_payload: Callable[[str, str], None],
+        max_body: int,
+    ) -> None:
         self._app = app
         self._on_bad_frame = on_bad_frame
+        self._on_bad_payload = on_bad_payload
+        self._max_body = max_body
         self.accepting = True
         #: WebSockets that upgrade an existing long-polling session, by its Engine.IO sid:
         #: the environ python-socketio keeps for such a session is the polling request's.
@@ -79,6 +92,12 @@ class HubASGI:
                 await _respond(send, 405, b"method not allowed")
             else:
                 scope = {**scope, SCOPE_KEY: Connection(websocket=False)}
+                session = _query_sid(scope)
+                if scope.get("method") == "POST" and session is not None:
+                    checked = await self._checked_body(scope, receive, send, session)
+                    if checked is None:
+                        return
+                    receive = checked
                 await self._app(scope, receive, send)
         elif kind == "websocket":
             if not self.accepting:
@@ -112,6 +131,69 @@ class HubASGI:
                 return message
 
         return checked_receive
+
+    async def _checked_body(
+        self, scope: Scope, receive: Receive, send: Send, session: str
+    ) -> Receive | None:
+        """Read a polling POST's body and check it; a receive that replays it, or ``None``
+        when the request was answered here (400)."""
+        declared = _content_length(scope)
+        if declared is None or declared > self._max_body:
+            return receive  # python-engineio refuses it on its own, without a traceback
+        body = b""
+        first: MutableMapping[str, Any] = {}
+        while len(body) <= declared:
+            first = await receive()
+            if first["type"] != "http.request":
+                return _replay(first, receive)
+            body += first.get("body", b"")
+            if not first.get("more_body"):
+                break
+        problem = _payload_problem(body[:declared])
+        if problem is not None:
+            self._on_bad_payload(session, problem)
+            await _respond(send, 400, b"bad payload")
+            return None
+        return _replay({"type": "http.request", "body": body, "more_body": False}, receive)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _payload_problem(body: bytes) -> str | None:
+    """Why a long-polling payload is not a list of Engine.IO packets, or ``None``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "polling payload that is not UTF-8"
+    for packet in text.split("\x1e") if text else ():
+        if not packet:
+            return "empty packet in a polling payload"
+        if packet[0] == "b":
+            try:
+                base64.b64decode(packet[1:], validate=True)
+            except (binascii.Error, ValueError):
+                return "bad base64 packet in a polling payload"
+        elif packet[0] not in _ENGINEIO_TYPES:
+            return "polling payload packet that is not an Engine.IO packet"
+    return None
+
+
+def _replay(message: MutableMapping[str, Any], receive: Receive) -> Receive:
+    """A receive that returns ``message`` once, then defers to ``receive``."""
+    pending = [message]
+
+    async def replaying() -> MutableMapping[str, Any]:
+        return pending.pop() if pending else await receive()
+
+    return replaying
 
 
 def _query_sid(scope: Scope) -> str | None:
