@@ -576,12 +576,12 @@ async def test_a_polling_member_that_does_not_poll_is_disconnected(
         await join(watcher, flood)
         # The polling member never polls again: everything for it stays in its queue.
         for _ in range(60):
-            args = {"channel": flood, "eventName": "blob", "message": "x" * 50_000}
-            assert await flooder.call("message", args, timeout=30) == []
-        name, args = await watcher.next_event(timeout=30)
-        while name == "blob":
-            name, args = await watcher.next_event(timeout=30)
-        assert name == "channel:leave"
+            blob = {"channel": flood, "eventName": "blob", "message": "x" * 50_000}
+            assert await flooder.call("message", blob, timeout=30) == []
+        event, _ = await watcher.next_event(timeout=30)
+        while event == "blob":
+            event, _ = await watcher.next_event(timeout=30)
+        assert event == "channel:leave"
     # The session is gone: its next poll is refused.
     status, _ = await http(queue_hub, "GET", target)
     assert status == 400
