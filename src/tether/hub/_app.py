@@ -293,21 +293,20 @@ class Hub:
         A client that does not read keeps its writer from ever reaching the close: after
         ``_DRAIN_SECONDS`` such connections are aborted.
         """
-        sockets = _compat.engineio_sockets(self._sio)
-        for eio_sid in list(sockets):
+        for eio_sid in _compat.open_sessions(self._sio):
             await _compat.close_transport(self._sio, eio_sid)
-        with contextlib.suppress(TimeoutError):
-            with anyio.fail_after(_DRAIN_SECONDS):
-                while not all(s.closed for s in sockets.values()):
-                    await asyncio.sleep(0.02)
+        if await self._sessions_closed_within(_DRAIN_SECONDS):
             return
-        for eio_sid, sock in list(sockets.items()):
-            if not sock.closed:
-                await self._abort(eio_sid)
-        with contextlib.suppress(TimeoutError):
-            with anyio.fail_after(_DRAIN_SECONDS):
-                while not all(s.closed for s in sockets.values()):
-                    await asyncio.sleep(0.02)
+        for eio_sid in _compat.open_sessions(self._sio):
+            await self._abort(eio_sid)
+        await self._sessions_closed_within(_DRAIN_SECONDS)
+
+    async def _sessions_closed_within(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            while _compat.open_sessions(self._sio):
+                await asyncio.sleep(0.02)
+            return True
+        return False
 
     async def _teardown(self) -> None:
         if self._heartbeat_task is not None:
@@ -376,11 +375,11 @@ class Hub:
 
     async def _abort(self, eio_sid: str) -> None:
         """Cut ``eio_sid`` off now, dropping whatever is queued or buffered for it."""
-        sock = _compat.engineio_sockets(self._sio).get(eio_sid)
-        if sock is None or sock.closed:
+        transport = _compat.session_transport(self._sio, eio_sid)
+        if transport is None:
             return
-        conn = self._connection(eio_sid)
-        if not (sock.upgraded and conn is not None and _compat.abort_transport(conn.transport)):
+        conn = self._connection(eio_sid) if transport == "websocket" else None
+        if conn is None or not _compat.abort_transport(conn.transport):
             await _compat.close_transport(self._sio, eio_sid)
 
     # ---------------------------------------------------------------------------- send queues
@@ -397,8 +396,7 @@ class Hub:
         task.add_done_callback(self._background.discard)
 
     async def _disconnect_slow_reader(self, queue: SendQueue) -> None:
-        sockets = _compat.engineio_sockets(self._sio)
-        eio_sid = next((sid for sid, sock in sockets.items() if sock.queue is queue), None)
+        eio_sid = _compat.session_with_queue(self._sio, queue)
         if eio_sid is None:
             return  # already gone
         sid = self._sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)

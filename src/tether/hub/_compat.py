@@ -49,6 +49,9 @@ __all__ = [
     "engineio_sockets",
     "environ_of",
     "initialize_manager",
+    "open_sessions",
+    "session_transport",
+    "session_with_queue",
     "transport_of",
 ]
 
@@ -254,6 +257,27 @@ def engineio_sockets(sio: Any) -> dict[str, Any]:
     """Engine.IO sessions by sid: ``BaseServer.sockets`` (``engineio/base_server.py``)."""
     sockets: dict[str, Any] = sio.eio.sockets
     return sockets
+
+
+def open_sessions(sio: Any) -> list[str]:
+    """Engine.IO sids of the sessions not closed yet (``AsyncSocket.closed``)."""
+    return [eio_sid for eio_sid, sock in engineio_sockets(sio).items() if not sock.closed]
+
+
+def session_transport(sio: Any, eio_sid: str) -> str | None:
+    """``"websocket"`` or ``"polling"`` for an open session (``AsyncSocket.upgraded`` is true
+    once it speaks WebSocket), ``None`` when it is gone or closed."""
+    sock = engineio_sockets(sio).get(eio_sid)
+    if sock is None or sock.closed:
+        return None
+    return "websocket" if sock.upgraded else "polling"
+
+
+def session_with_queue(sio: Any, queue: object) -> str | None:
+    """The Engine.IO sid whose send queue (``AsyncSocket.queue``) is ``queue``."""
+    return next(
+        (eio_sid for eio_sid, sock in engineio_sockets(sio).items() if sock.queue is queue), None
+    )
 
 
 async def close_transport(sio: Any, eio_sid: str) -> bool:
