@@ -51,12 +51,21 @@ CLOSE_DRAIN_TIMEOUT: Final = 5.0
 _JITTER: Final = random.SystemRandom().random
 
 
+#: Members asked for per ``members`` page (the hub's most, specs/hub-wire-format.md §2.7.1).
+MEMBERS_PAGE: Final = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A channel member as ``get_members`` returns it: the sid and the shared profile."""
+    """A channel member as ``get_members`` returns it: the sid and the shared profile.
+
+    ``oversized`` is ``True`` when the profile was too large to fit in a message this client
+    accepts: ``data`` is then ``None`` and the profile unknown.
+    """
 
     id: str
     data: Any
+    oversized: bool = False
 
 
 class RealtimeClient:
@@ -468,19 +477,49 @@ class RealtimeClient:
         driver.pump()
 
     async def get_members(self, channel: str, *, timeout: float | None = 30.0) -> list[Member]:
-        """The members of ``channel`` across the hub, with their profiles."""
+        """The members of ``channel`` across the hub, with their profiles, in join order.
+
+        Asked for in pages that fit this client's ``max_message_size``
+        (specs/hub-wire-format.md §2.7.1), within ``timeout`` for all of them.
+        """
         if not isinstance(channel, str) or not channel:
             raise ValueError("channel name must be a non-empty str")
-        reply = await self.call("members", {"channel": channel}, timeout=timeout)
-        if isinstance(reply, dict) and "error" in reply:
-            raise TetherError(f"members: {reply['error']}")
-        if not isinstance(reply, list):
-            raise TetherError("members: the server's reply is not a list")
-        return [
-            Member(str(item.get("id")), item.get("data"))
-            for item in reply
-            if isinstance(item, dict)
-        ]
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        members: dict[str, Member] = {}
+        request: dict[str, Any] = {
+            "channel": channel,
+            "limit": MEMBERS_PAGE,
+            "max_bytes": max(1024, self._driver.max_message_size),
+        }
+        while True:
+            left = None if deadline is None else max(deadline - anyio.current_time(), 0.001)
+            reply = await self.call("members", request, timeout=left)
+            if isinstance(reply, list):  # a hub without pages answers the whole list
+                return [_member(item) for item in reply if isinstance(item, dict)]
+            if not isinstance(reply, dict):
+                raise TetherError("members: the server's reply is not a list or a page")
+            if "error" in reply:
+                raise TetherError(f"members: {reply['error']}")
+            page = reply.get("members")
+            if not isinstance(page, list):
+                raise TetherError("members: the server's page holds no member list")
+            for item in page:
+                if isinstance(item, dict):
+                    member = _member(item)
+                    # A member who left and joined again while we paged is listed again,
+                    # later: keep the last entry, in its new place.
+                    members.pop(member.id, None)
+                    members[member.id] = member
+            cursor = reply.get("next")
+            if cursor is None:
+                return list(members.values())
+            if not isinstance(cursor, str):
+                raise TetherError("members: the server's next cursor is not a string")
+            request["cursor"] = cursor
+
+
+def _member(item: dict[str, Any]) -> Member:
+    return Member(str(item.get("id")), item.get("data"), item.get("oversized") is True)
 
 
 def _now() -> float:
