@@ -88,6 +88,7 @@ const state = {
   history: [], // {sid, auth, recovered, time} per accepted connection
   refused: [], // {auth, time} per handshake refused by the token middleware
   disconnects: [], // {sid, reason}
+  records: [], // the first argument of every "record" event, in arrival order
   connections: 0,
 };
 let muted = opts.noPing;
@@ -210,6 +211,11 @@ io.on("connection", (socket) => {
     if (ack) setTimeout(() => ack("done"), seconds * 1000);
   });
   socket.on("no-ack", () => {});
+  socket.on("record", (...args) => {
+    const ack = splitAck(args);
+    state.records.push(toJson(args[0]));
+    if (ack) ack("ok");
+  });
   socket.on("emit-many", (...args) => {
     splitAck(args);
     const [count, size] = args;
@@ -260,6 +266,7 @@ async function handleControl(req, res) {
         connections: state.connections,
         disconnects: state.disconnects,
         refused: state.refused,
+        records: state.records,
         muted,
       });
     }
@@ -297,6 +304,7 @@ async function handleControl(req, res) {
         state.history.length = 0;
         state.refused.length = 0;
         state.disconnects.length = 0;
+        state.records.length = 0;
         state.connections = 0;
         return reply(res, 200, { ok: true });
       default:
