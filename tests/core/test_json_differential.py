@@ -24,7 +24,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fuzz.json_texts import json_documents, json_inputs, nested_texts
+from fuzz.json_texts import json_documents, json_inputs, nested_texts, typed_tokens
+from fuzz.stack import process_recursion_limit
 from tether.core import _json
 
 from .helpers import property_settings
@@ -50,34 +51,6 @@ def _import_without_orjson() -> ModuleType:
 STDLIB_ONLY = _import_without_orjson()
 
 
-def flatten(value: Any) -> list[tuple[str, object]]:
-    """``value`` as a flat list of typed tokens (iterative: values may nest 1024 deep).
-
-    Tokens keep what ``==`` would blur: ``True`` vs ``1`` vs ``1.0``, ``-0.0`` vs ``0.0``,
-    and the order of keys.
-    """
-    tokens: list[tuple[str, object]] = []
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is tuple:  # a key marker pushed below
-            tokens.append(item)
-        elif kind is list:
-            tokens.append(("list", len(item)))
-            stack.extend(reversed(item))
-        elif kind is dict:
-            tokens.append(("dict", len(item)))
-            for key, member in reversed(item.items()):
-                stack.append(member)
-                stack.append(("key", key))
-        elif kind is float:
-            tokens.append(("float", item.hex()))
-        else:
-            tokens.append((kind.__name__, item))
-    return tokens
-
-
 Outcome = list[tuple[str, object]] | None  # None: refused with ValueError
 
 
@@ -86,7 +59,7 @@ def outcome(decode: Callable[[Any], Any], text: str | bytes) -> Outcome:
         value = decode(text)
     except ValueError:
         return None
-    return flatten(value)
+    return typed_tokens(value)
 
 
 def depth_of(value: Any) -> int:
@@ -143,6 +116,17 @@ def test_the_module_imported_without_orjson_decodes_with_the_stdlib() -> None:
 @example(" \t\n\r[1] \t\n\r")
 @example("\x0c[1]")
 def test_every_decoding_path_gives_the_same_outcome(text: str | bytes) -> None:
+    same_outcome_on_every_path(text)
+
+
+def same_outcome_on_every_path(text: str | bytes) -> None:
+    # Under the process's recursion limit, the stdlib path meets deep texts as it does in
+    # production: its C scanner gives up, and the stack decoder takes over.
+    with process_recursion_limit():
+        _same_outcome_on_every_path(text)
+
+
+def _same_outcome_on_every_path(text: str | bytes) -> None:
     expected = outcome(_json.loads, text)
     assert outcome(_json._stdlib_loads, text) == expected
     assert outcome(STDLIB_ONLY.loads, text) == expected
@@ -154,7 +138,7 @@ def test_every_decoding_path_gives_the_same_outcome(text: str | bytes) -> None:
         assert outcome(_json._decode_without_recursion, as_str) == expected
     # What orjson accepts, we accept with orjson's value: the fast path is never overruled.
     with contextlib.suppress(orjson.JSONDecodeError):
-        assert flatten(orjson.loads(text)) == expected
+        assert typed_tokens(orjson.loads(text)) == expected
 
 
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -253,8 +237,8 @@ def test_dumps_always_gives_text_utf8_can_encode_and_loads_reads_it_back(value: 
     text.encode("utf-8")
     # What JSON (and JavaScript, in UTF-16) reads back: surrogate pairs become one character.
     expected = json.loads(json.dumps(value))
-    assert flatten(_json.loads(text)) == flatten(expected)
-    assert flatten(STDLIB_ONLY.loads(text)) == flatten(expected)
+    assert typed_tokens(_json.loads(text)) == typed_tokens(expected)
+    assert typed_tokens(STDLIB_ONLY.loads(text)) == typed_tokens(expected)
     # Only surrogates are escaped: every other character is written as it is.
     plain = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if not any(0xD800 <= ord(c) <= 0xDFFF for c in plain):

@@ -9,9 +9,11 @@ limit, a byte order mark, and bytes that are not UTF-8.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 
-__all__ = ["EDGE_INTEGERS", "json_documents", "json_inputs", "nested_texts"]
+__all__ = ["EDGE_INTEGERS", "json_documents", "json_inputs", "nested_texts", "typed_tokens"]
 
 #: Where 64-bit and double readings of an integer part ways.
 EDGE_INTEGERS = (
@@ -131,9 +133,10 @@ def json_documents(draw: st.DrawFn, *, raw_surrogates: bool = True, max_leaves: 
 
 
 @st.composite
-def nested_texts(draw: st.DrawFn) -> str:
-    """A small document inside 1010 to 1030 levels of arrays and objects (the limit is 1024)."""
-    depth = draw(st.integers(1010, 1030))
+def nested_texts(draw: st.DrawFn, levels: tuple[int, int] = (1010, 1030)) -> str:
+    """A small document inside 1010 to 1030 ``levels`` of arrays and objects (the limit is
+    1024)."""
+    depth = draw(st.integers(*levels))
     # A short pattern of arrays (True) and objects, repeated: drawing a thousand choices
     # would make every example slow and find nothing more.
     pattern = draw(st.lists(st.booleans(), min_size=1, max_size=5))
@@ -187,3 +190,31 @@ def json_inputs(draw: st.DrawFn, *, allow_bytes: bool = True) -> str | bytes:
             data[:where] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) + data[where:]
         )
     return data
+
+
+def typed_tokens(value: Any) -> list[tuple[str, object]]:
+    """``value`` as a flat list of typed tokens (iterative: values may nest 1024 deep).
+
+    Tokens keep what ``==`` would blur: ``True`` vs ``1`` vs ``1.0``, ``-0.0`` vs ``0.0``,
+    and the order of keys.
+    """
+    tokens: list[tuple[str, object]] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is tuple:  # a key marker pushed below
+            tokens.append(item)
+        elif kind is list:
+            tokens.append(("list", len(item)))
+            stack.extend(reversed(item))
+        elif kind is dict:
+            tokens.append(("dict", len(item)))
+            for key, member in reversed(item.items()):
+                stack.append(member)
+                stack.append(("key", key))
+        elif kind is float:
+            tokens.append(("float", item.hex()))
+        else:
+            tokens.append((kind.__name__, item))
+    return tokens
