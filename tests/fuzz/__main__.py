@@ -122,27 +122,41 @@ def _hypothesis_targets(deep: bool) -> dict[str, list[tuple[str, Callable[[], No
     }
 
 
-def run_hypothesis(targets: list[str], seconds: float, deep: bool) -> int:
+def _findings(exc: BaseException) -> list[str]:
+    """One line per distinct failure: the exception and where in tether it was raised."""
+    inner = getattr(exc, "exceptions", None)  # an ExceptionGroup: Hypothesis found several
+    if isinstance(inner, tuple):
+        return [line for one in inner for line in _findings(one)]
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/tether/" in f.filename] or frames[-1:]
+    where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno} {ours[-1].name}" if ours else "?"
+    message = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return [f"{type(exc).__name__} at {where}: {message}"]
+
+
+def run_hypothesis(targets: list[str], seconds: float, deep: bool, log: Path) -> int:
     properties = [p for name in targets for p in _hypothesis_targets(deep)[name]]
-    failures: Counter[str] = Counter()
+    findings: Counter[str] = Counter()
     rounds: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for name, run_round in properties:
-            if time.monotonic() >= deadline:
-                break
-            rounds[name] += 1
-            try:
-                run_round()
-            except Exception as exc:
-                failures[f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"] += 1
-                traceback.print_exc()
-    print("\nrounds of 300 examples:", dict(rounds))
-    if not failures:
+    with log.open("w") as details:
+        while time.monotonic() < deadline:
+            for name, run_round in properties:
+                if time.monotonic() >= deadline:
+                    break
+                rounds[name] += 1
+                try:
+                    run_round()
+                except Exception as exc:
+                    for line in _findings(exc):
+                        findings[f"{name}: {line}"] += 1
+                    traceback.print_exception(exc, file=details)
+    print("rounds of 300 examples:", dict(rounds))
+    if not findings:
         print("no failure")
         return 0
-    print(f"{sum(failures.values())} failing round(s):")
-    for line, count in failures.most_common():
+    print(f"failures (tracebacks and failing examples in {log}):")
+    for line, count in findings.most_common():
         print(f"  {count} x {line}")
     return 1
 
@@ -197,19 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
     parser.add_argument("--target", choices=["core", "decoders", "json", "all"], default="all")
     parser.add_argument("--deep-nesting", action="store_true")
-    parser.add_argument("--workdir", type=Path, help="atheris: where libFuzzer keeps its corpus")
+    parser.add_argument(
+        "--workdir", type=Path, help="where libFuzzer keeps its corpus, and the failure log"
+    )
     args = parser.parse_args(argv)
     # The test packages import each other as tests/ lays them out (core.helpers, fuzz.*),
     # as pytest does: tests/ goes on the path.
     sys.path.insert(0, str(TESTS))
     seconds = args.minutes * 60
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tether-fuzz-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     if args.engine == "atheris":
         if args.target not in ("core", "decoders"):
             parser.error("atheris fuzzes --target core or --target decoders")
-        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tether-fuzz-"))
         return run_atheris(args.target, seconds, workdir)
     targets = ["core", "decoders", "json"] if args.target == "all" else [args.target]
-    return run_hypothesis(targets, seconds, args.deep_nesting)
+    return run_hypothesis(targets, seconds, args.deep_nesting, workdir / "failures.log")
 
 
 if __name__ == "__main__":

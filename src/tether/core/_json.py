@@ -86,10 +86,15 @@ def _escape_surrogate(match: re.Match[str]) -> str:
 
 def _encodable(text: str) -> str:
     """``text`` with every surrogate code point escaped, so that it is valid UTF-8."""
-    # isascii() is a flag check; only non-ASCII text is searched.
-    if text.isascii() or _SURROGATE.search(text) is None:
+    # isascii() reads a flag; for other text, a trial UTF-8 encoding (which the transport
+    # will do anyway) is the quickest search there is.
+    if text.isascii():
         return text
-    return _SURROGATE.sub(_escape_surrogate, text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escape_surrogate, text)
+    return text
 
 
 def _encode(encoder: json.JSONEncoder, value: Any) -> str:
@@ -182,11 +187,25 @@ def _parse_int(digits: str) -> int | float:
     return _parse_finite_float(digits)
 
 
-# One shared decoder, as json.loads uses one when called without options (json.loads with
-# options builds a decoder and a scanner per call).
-_DECODER = json.JSONDecoder(
+# Shared decoders, as json.loads shares one when called without options (with options it
+# builds a decoder and a scanner per call). An integer is read by int() in C, unless the text
+# may hold one of 19 digits or more: only then is each integer read by _parse_int, in Python.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_finite_float)
+_WIDE_DECODER = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=_parse_finite_float, parse_int=_parse_int
 )
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _decoder_for(text: str) -> json.JSONDecoder:
+    # Bytes translate and search in C: far cheaper than a Python call per integer. Digits in
+    # strings or fractions can only make us choose the wide decoder when it is not needed.
+    if _NINETEEN_DIGITS in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO):
+        return _WIDE_DECODER
+    return _DECODER
+
+
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # RFC 8259 §2: the only whitespace there is
 
 _NOT_A_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
@@ -228,7 +247,7 @@ def _read_key(text: str, pos: int, keys: list[str]) -> int:
     """Read ``"key" :`` at ``pos`` onto ``keys``; return where the value starts."""
     if text[pos : pos + 1] != '"':
         raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
-    key, pos = _DECODER.raw_decode(text, pos)  # a string: the scanner reads it whole
+    key, pos = _WIDE_DECODER.raw_decode(text, pos)  # a string: the scanner reads it whole
     pos = _skip_whitespace(text, pos)
     if text[pos : pos + 1] != ":":
         raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
@@ -237,7 +256,7 @@ def _read_key(text: str, pos: int, keys: list[str]) -> int:
 
 
 def _decode_without_recursion(text: str) -> Any:
-    """Decode like ``_DECODER`` with a stack of open containers instead of recursion.
+    """Decode like ``_WIDE_DECODER`` with a stack of open containers instead of recursion.
 
     For the nesting the C scanner cannot reach from the current stack depth (it recurses once
     per level, against the interpreter's recursion limit). Scalars and keys are still read by
@@ -265,7 +284,7 @@ def _decode_without_recursion(text: str) -> Any:
             value = [] if char == "[" else {}
             pos += 1
         else:
-            value, pos = _DECODER.raw_decode(text, pos)
+            value, pos = _WIDE_DECODER.raw_decode(text, pos)
         # The value is complete: store it in its container, then read what follows it.
         while containers:
             container = containers[-1]
@@ -305,7 +324,7 @@ def _stdlib_loads(text: str | bytes) -> Any:
     ):
         raise ValueError(f"JSON nested deeper than {MAX_NESTING_DEPTH} levels")
     try:
-        return _DECODER.decode(text)
+        return _decoder_for(text).decode(text)
     except RecursionError:
         return _decode_without_recursion(text)
 
