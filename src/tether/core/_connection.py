@@ -391,7 +391,7 @@ class Connection:
                     else:
                         self._events.append(event)
                 else:
-                    self._on_packet(received, now)
+                    self._on_packet(received, self._engine.size_of(message), now)
             elif received is None:
                 return
             elif received is EngineSignal.HANDSHAKE:
@@ -581,7 +581,7 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def _on_packet(self, packet: Packet, now: float) -> None:
+    def _on_packet(self, packet: Packet, size: int, now: float) -> None:
         namespace = self._namespace
         if packet.namespace != namespace.name:
             return  # another namespace of the same server: not ours to handle
@@ -590,7 +590,7 @@ class Connection:
         if kind is _EVENT:
             # receive() delivers the events of a connected session: this one came before
             # the CONNECT reply (Socket.IO v5 §2.4 / pitfall 10) and waits for it.
-            namespace.hold(packet)
+            namespace.hold(packet, size)
         elif kind is _ACK:
             # Only a written call resolves, and written calls exist only while connected
             # (the loss of their session fails them); an ACK for another id is ignored.
