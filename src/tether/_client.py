@@ -376,7 +376,8 @@ class RealtimeClient:
         """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
         if not callable(fn):
             raise TypeError("listener must be callable")
-        self._driver.dispatcher.user_event_listeners.append(fn)
+        dispatcher = self._driver.dispatcher
+        dispatcher.user_event_listeners = (*dispatcher.user_event_listeners, fn)
         return fn
 
     def events(self, *names: str, max_queued: int = 1000) -> EventStream:
