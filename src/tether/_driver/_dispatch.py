@@ -91,13 +91,13 @@ class Dispatcher:
     __slots__ = (
         "_batch_left",
         "_driver",
-        "_entering",
         "_idle",
-        "_running",
         "_task_group",
+        "entering",
         "events",
         "lifecycle",
         "queue",
+        "running",
         "streams",
         "user_event_listeners",
     )
@@ -116,10 +116,10 @@ class Dispatcher:
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
         self._batch_left = 0  # facts of the batch being delivered, not delivered yet
-        self._running = False
+        self.running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._entering: list[Any] | None = None
+        self.entering: list[Any] | None = None
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
@@ -137,15 +137,15 @@ class Dispatcher:
         fact: they then go to the listeners registered by then, so listeners added right
         after ``async with RealtimeClient(url) as rt:`` see them, and a connect nobody listens
         to starts no dispatcher task."""
-        self._entering = []
+        self.entering = []
 
     def entered(self) -> None:
-        if not self._entering:
-            self._entering = None
+        if not self.entering:
+            self.entering = None
 
     def lifecycle_fact(self, fact: Any) -> None:
         """Queue a lifecycle fact, for the listeners registered now."""
-        entering = self._entering
+        entering = self.entering
         if entering is not None:
             entering.append(fact)
             return
@@ -154,21 +154,21 @@ class Dispatcher:
 
     def release_entering(self) -> None:
         """The next fact after entering has come: the held ones go to today's listeners."""
-        entering = self._entering
+        entering = self.entering
         if entering:
-            self._entering = None
+            self.entering = None
             lifecycle = self.lifecycle
             self.queue.extend(f for f in entering if LIFECYCLE_EVENTS[type(f)] in lifecycle)
 
     def kick(self) -> None:
         """Start the dispatcher task if facts wait and it is not running."""
-        if self.queue and not self._running and self._task_group is not None:
-            self._running = True
+        if self.queue and not self.running and self._task_group is not None:
+            self.running = True
             self._task_group.start_soon(self._loop, name="tether dispatcher")
 
     async def wait_idle(self) -> None:
         """Return once every queued fact has been delivered."""
-        while self.queue or self._running:
+        while self.queue or self.running:
             if self._idle is None:
                 self._idle = anyio.Event()
             await self._idle.wait()
@@ -178,34 +178,43 @@ class Dispatcher:
     async def _loop(self) -> None:
         """Deliver queued facts in order until the queue is empty, then end."""
         try:
+            events = self.events
             while self.queue:
                 batch = self.queue
                 self.queue = []
                 self._batch_left = len(batch)
-                delivered = 0
                 try:
                     for fact in batch:
-                        delivered += 1
                         self._batch_left -= 1
-                        if type(fact) is EventReceived:
-                            await self._deliver_event(fact)
-                        else:
+                        if type(fact) is not EventReceived:
                             name = LIFECYCLE_EVENTS[type(fact)]
                             args = _lifecycle_args(fact)
                             await _run_listeners(self.lifecycle.take(name), args, name)
+                        elif (
+                            fact.ack_id is None
+                            and not events.has_any
+                            and not self.user_event_listeners
+                            and not self.streams
+                        ):
+                            # Most events: only rt.on(name) listeners, nothing to answer.
+                            name = fact.name
+                            await _run_listeners(events.take(name), fact.args, name)
+                        else:
+                            await self._deliver_event(fact)
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
-                    self.queue[:0] = batch[delivered:]
+                    self.queue[:0] = batch[len(batch) - self._batch_left :]
                     self._batch_left = 0
                     raise
         finally:
-            self._running = False
+            self.running = False
             if self._idle is not None:
                 self._idle.set()
                 self._idle = None
 
     async def _deliver_event(self, event: EventReceived) -> None:
-        # The per-event path: the optional features cost nothing when unused.
+        # An event for catch-all listeners, user-event listeners or events() streams, or
+        # one the server wants an answer to.
         name = event.name
         args = event.args
         registry = self.events

@@ -201,7 +201,8 @@ class Driver:
         """Route the core's events; ``True`` when a lifecycle fact came out (the deadlines
         may have moved). This runs after every received message: keep it lean."""
         dispatcher = self.dispatcher
-        dispatcher.release_entering()
+        if dispatcher.entering is not None:
+            dispatcher.release_entering()
         queue = dispatcher.queue
         lifecycle = False
         for event in events:
@@ -228,7 +229,8 @@ class Driver:
                 lifecycle = True
                 self.watch.observe(event)
                 dispatcher.lifecycle_fact(event)
-        dispatcher.kick()
+        if queue and not dispatcher.running:
+            dispatcher.kick()
         if lifecycle:
             self.watch.changed()
         return lifecycle

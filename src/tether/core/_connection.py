@@ -218,9 +218,12 @@ class Connection:
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or ``None`` for never."""
         deadline = self._attempts.next_deadline()
-        for other in (self._engine.heartbeat_deadline(), self._acks.next_deadline()):
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
+        heartbeat = self._engine.heartbeat_deadline()
+        if heartbeat is not None and (deadline is None or heartbeat < deadline):
+            deadline = heartbeat
+        acks = self._acks.next_deadline()
+        if acks is not None and (deadline is None or acks < deadline):
+            deadline = acks
         return deadline
 
     # ------------------------------------------------------------------ user calls

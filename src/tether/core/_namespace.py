@@ -30,6 +30,8 @@ __all__ = ["MAX_HELD_EVENTS", "NamespaceSession"]
 #: broken ("parse error").
 MAX_HELD_EVENTS: Final = 100_000
 
+_new_event = tuple.__new__
+
 
 class NamespaceSession:
     """One namespace's Socket.IO session, across the client's transports.
@@ -157,8 +159,9 @@ class NamespaceSession:
             last = data[-1]
             if type(last) is str:
                 self._offset = last
-                return EventReceived(name, tuple(data[1:-1]), None)
-        return EventReceived(name, tuple(data[1:]), ack_id)
+                return _new_event(EventReceived, (name, tuple(data[1:-1]), None))
+        # Made without the named tuple's Python-level constructor: once per event received.
+        return _new_event(EventReceived, (name, tuple(data[1:]), ack_id))
 
     def ack_packet(self, ack_id: int, args: tuple[Any, ...]) -> Packet:
         """Our ACK for the server's event ``ack_id``."""
