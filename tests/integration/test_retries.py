@@ -17,7 +17,7 @@ import pytest
 
 import tether
 from faults import FaultProxy
-from servers.handles import NodeServer
+from servers.handles import NodeServer, ServerFactory, SocketIOServer
 
 from .support import Recorder, client, until
 
@@ -34,7 +34,7 @@ async def proxy(node_server: NodeServer) -> AsyncIterator[FaultProxy]:
         yield running
 
 
-async def records(server: NodeServer) -> Counter[object]:
+async def records(server: SocketIOServer) -> Counter[object]:
     return Counter(str(value) for value in (await server.state())["records"])
 
 
@@ -102,3 +102,24 @@ async def test_a_reset_mid_write_is_a_try_that_ends_and_the_message_goes_again(
         assert answer == "ok"
         assert events.of("disconnect") == ["transport error"]
         assert (await records(node_server))[big] == 1  # the cut try never arrived
+
+
+async def test_before_the_first_connect_the_servers_own_limit_applies(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    # specs/bounds.md: a 5 MB message emitted before any server spoke is not refused for its
+    # size; a server announcing 10 MB takes it at the flush (it used to be refused at the
+    # call site against an assumed 1 MB).
+    server = server_factory("node", max_payload=10_000_000)
+    big = "x" * 5_000_000
+    async with client(
+        server, transport_kind, auto_connect=False, max_buffered_bytes=32_000_000
+    ) as rt:
+        rt.emit("record", big)  # before any server spoke: buffered, not refused
+        rt.open()
+        await rt.wait_connected(10)
+        with anyio.fail_after(30):
+            while not (await records(server))[big]:
+                await anyio.sleep(0.05)
+        with pytest.raises(tether.MessageTooLarge):
+            rt.emit("record", "x" * 11_000_000)
