@@ -63,6 +63,7 @@ __all__ = ["PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport
 
 logger = logging.getLogger("tether.transport")
 
+#: The transports a client may name, in the default order of ``transports``.
 TRANSPORT_NAMES: Final = ("websocket", "polling")
 #: How often a probe cut off by the read deadline is tried again.
 PROBE_TRIES: Final = 3
@@ -284,6 +285,7 @@ class EngineTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
+        """True once the session has ended or ``aclose()`` was called."""
         return self._closed or self._current.closed
 
     @property
@@ -325,9 +327,12 @@ class EngineTransport(ReadDeadline):
         return await self._current.receive()
 
     async def send(self, message: Message) -> None:
+        """Send one message on the transport that carries the session now."""
         await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message]) -> None:
+        """Send several messages, in order; during the switch to WebSocket they are held
+        and go over the WebSocket after ``5`` (specs/transports.md §The upgrade)."""
         held = self._held
         if held is not None:
             # The switch is under way: these go over WebSocket after "5", in order.
@@ -348,6 +353,7 @@ class EngineTransport(ReadDeadline):
                 self._sends_done.set()
 
     async def aclose(self) -> None:
+        """End the session (a probe under way too); held sends fail. Never raises."""
         self._closed = True
         self._upgrader = None
         probe, self._probe = self._probe, None

@@ -255,6 +255,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def sid(self) -> str:
+        """The Engine.IO session id every request after the handshake names."""
         return self._session.sid
 
     @property
@@ -284,6 +285,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
+        """True once the session has ended (either side) or ``aclose()`` was called."""
         return self._error is not None
 
     @property
