@@ -88,8 +88,11 @@ const state = {
   history: [], // {sid, auth, recovered, time} per accepted connection
   refused: [], // {auth, time} per handshake refused by the token middleware
   disconnects: [], // {sid, reason}
+  received: [], // {sid, event, args} per event from a client, in the order they arrived
   connections: 0,
 };
+// The most events `received` keeps (the oldest go first): the state stays small.
+const MAX_RECEIVED = 10000;
 let muted = opts.noPing;
 
 const now = () => Date.now() / 1000;
@@ -189,6 +192,13 @@ io.on("connection", (socket) => {
   });
   if (opts.lateHello) socket.emit("hello", { sid: socket.id });
 
+  // Before the handlers, in arrival order: what the client sent, without the ack callback.
+  socket.onAny((event, ...args) => {
+    if (args.length && typeof args[args.length - 1] === "function") args.pop();
+    state.received.push({ sid: socket.id, event, args: toJson(args) });
+    if (state.received.length > MAX_RECEIVED) state.received.shift();
+  });
+
   socket.on("disconnect", (reason) => {
     state.disconnects.push({ sid: socket.id, reason });
   });
@@ -260,6 +270,7 @@ async function handleControl(req, res) {
         connections: state.connections,
         disconnects: state.disconnects,
         refused: state.refused,
+        received: state.received,
         muted,
       });
     }
@@ -295,6 +306,7 @@ async function handleControl(req, res) {
         return reply(res, 200, { ok: true });
       case "reset":
         state.history.length = 0;
+        state.received.length = 0;
         state.refused.length = 0;
         state.disconnects.length = 0;
         state.connections = 0;

@@ -2,6 +2,9 @@
 
 - ``node_server``, ``python_server``, ``garbage_server``: one process (or thread) per test
   session, shared by the tests. Prefer the function-scoped views below, which reset them.
+- ``way``: parametrized over the ways of connecting (``support.WAYS``: WebSocket on wsproto,
+  on websockets, polling only, polling then the upgrade); ``transport_kind`` over the
+  WebSocket libraries only, for WebSocket-only peers.
 - ``server_kind``: parametrized over ``"node"`` and ``"python"``; override it with
   ``@pytest.mark.parametrize("server_kind", ["node"])``.
 - ``sio_server``: the shared server of ``server_kind``, made ready for this test (running,
@@ -35,7 +38,7 @@ from servers.handles import (
     failure_report,
 )
 
-from .support import TRANSPORTS
+from .support import TRANSPORTS, WAYS
 
 _TEST_START = pytest.StashKey[float]()
 
@@ -70,9 +73,17 @@ def python_server() -> Iterator[PythonServer]:
 
 @pytest.fixture(params=TRANSPORTS)
 def transport_kind(request: pytest.FixtureRequest) -> str:
-    """The client's WebSocket transport: every client test runs over each of them."""
+    """The client's WebSocket library, for the tests against WebSocket-only peers."""
     kind: str = request.param
     return kind
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> str:
+    """How the client connects (a key of ``support.WAYS``): the client tests run each way;
+    a test narrows it with ``@pytest.mark.parametrize("way", [...])``."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(params=SERVER_KINDS)

@@ -75,12 +75,19 @@ class Refusal(TypedDict):
     time: float
 
 
+class Received(TypedDict):
+    sid: str
+    event: str
+    args: list[Any]  # bytes as {"$b64": ...}
+
+
 class ServerState(TypedDict):
     connected: list[str]
     history: list[Connection]
     connections: int
     disconnects: list[Disconnect]
     refused: list[Refusal]
+    received: list[Received]  # the last 10,000 events from clients, in arrival order
     muted: bool
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ Send = Callable[[Message], Awaitable[None]]
 T = TypeVar("T")
 
 EXIT_ADDRESS_IN_USE = 3
+#: The most client events the state keeps (the oldest go first).
+MAX_RECEIVED = 10_000
 
 
 def from_json(value: Any) -> Any:
@@ -168,6 +171,8 @@ class TestServer:
         self.history: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
+        # Every event from a client, in arrival order: {sid, event, args}; the oldest go.
+        self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECEIVED)
         self.connected: dict[str, asyncio.Event] = {}  # sid -> set when it disconnects
         self.connections = 0
         self._register()
@@ -184,7 +189,21 @@ class TestServer:
             "broadcast": self.on_broadcast,
         }
         for event, handler in handlers.items():
-            self.sio.on(event, handler)
+            lifecycle = event in ("connect", "disconnect")
+            self.sio.on(event, handler if lifecycle else self._recording(event, handler))
+
+    def _recording(
+        self, event: str, handler: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        """``handler``, recording the event first. python-socketio runs each handler in a
+        task of its own (async_handlers), started in arrival order; this runs before the
+        handler's first await, so ``received`` keeps that order."""
+
+        async def recorded(sid: str, *args: Any) -> Any:
+            self.received.append({"sid": sid, "event": event, "args": to_json(list(args))})
+            return await handler(sid, *args)
+
+        return recorded
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         if self.token is not None and (
@@ -242,6 +261,7 @@ class TestServer:
             "connections": self.connections,
             "disconnects": self.disconnects,
             "refused": self.refused,
+            "received": list(self.received),
             "muted": MUTE.muted,
         }
 
@@ -282,6 +302,7 @@ class TestServer:
             self.history.clear()
             self.refused.clear()
             self.disconnects.clear()
+            self.received.clear()
             self.connections = 0
             return 200, {"ok": True}
         return 404, {"error": f"unknown control {action}"}

@@ -29,7 +29,8 @@ whole story; in short:
 * The proxy (explicit or from the environment) applies to every connection of the session.
 
 ``transport.name`` (``"websocket"`` or ``"polling"``) says what carries the session now; the
-``tether.transport`` logger says at INFO level when that changes or a fallback happens.
+``tether.transport`` logger says at INFO level which transport each session opened on, and
+when a fallback or an upgrade happens.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 
-from tether._url import engine_url
+from tether._url import engine_url, redact_url
 
 from ._base import (
     TRANSPORT_CLOSE,
@@ -143,9 +144,14 @@ class EngineConnector:
         for position, name in enumerate(self.transports):
             try:
                 if name == "websocket":
-                    return await self.open_websocket(
+                    websocket = await self.open_websocket(
                         url, headers, ssl_context, max_message_size, cookies
                     )
+                    if logger.isEnabledFor(logging.INFO):
+                        logger.info(
+                            "tether.transport: connected to %s by websocket", redact_url(url)
+                        )
+                    return websocket
                 polling = await self._polling.connect(
                     url,
                     headers=headers,
@@ -169,8 +175,7 @@ class EngineConnector:
                 and "websocket" in polling.open_packet.upgrades
                 and not failures
             )
-            if failures:
-                logger.info("tether.transport: connected by polling to %s", polling.where)
+            logger.info("tether.transport: connected to %s by polling", polling.where)
             return EngineTransport(
                 polling,
                 self if upgrade else None,
