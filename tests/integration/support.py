@@ -38,8 +38,12 @@ WAYS: dict[str, Way] = {
     "polling": Way("wsproto", ("polling",)),
     "upgrade": Way("wsproto", ("polling", "websocket")),
 }
-#: The ways on polling (from the first packet, or until the upgrade).
-POLLING_WAYS = ("polling", "upgrade")
+#: What a server of each mode serves (its ``--transports``).
+SERVER_MODES: dict[str, tuple[str, ...]] = {
+    "polling-only": ("polling",),
+    "websocket-only": ("websocket",),
+    "both": ("polling", "websocket"),
+}
 
 
 class Recorder:
