@@ -122,7 +122,7 @@ class HTTPConnection:
     redacted URL; h11's own exception texts never quote header values.
     """
 
-    __slots__ = ("_broken", "_conn", "_read_size", "_stream", "route")
+    __slots__ = ("_broken", "_conn", "_kept_alive", "_read_size", "_stream", "route")
 
     def __init__(
         self, stream: anyio.abc.ByteStream, *, route: Route, read_size: int = _READ_SIZE
@@ -132,6 +132,8 @@ class HTTPConnection:
         self._read_size = read_size
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._broken = False
+        # Whether the last answer said it keeps the connection (see ``reusable``).
+        self._kept_alive = False
 
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.route.where} {self._conn.our_state}>"
@@ -144,9 +146,16 @@ class HTTPConnection:
         the server has hung up meanwhile (servers close idle keep-alive connections: Node
         after 5 s): a request written into a closed connection would be lost without an
         answer, so the socket is looked at first (RFC 9112 9.3.1, what HTTP clients do).
+
+        Through a proxy in absolute form, only when the answer said ``keep-alive``: proxies
+        that strip the hop-by-hop ``Connection`` header and close after every answer exist
+        (tinyproxy), and their close arrives just after the answer, too late for the look
+        at the socket; a post written into it would be lost, and the session with it.
         """
         conn = self._conn
         if self._broken or conn.our_state is not h11.IDLE or conn.their_state is not h11.IDLE:
+            return False
+        if self.route.absolute_form and not self._kept_alive:
             return False
         try:
             sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket)
@@ -202,6 +211,12 @@ class HTTPConnection:
                 continue  # RFC 9110 15.2: a 1xx before the real answer
             if isinstance(event, h11.Response):
                 response = Response(event.status_code, list(event.headers))
+                if self.route.absolute_form:
+                    self._kept_alive = any(
+                        b"keep-alive" in value.lower()
+                        for name, value in response.headers
+                        if name in (b"connection", b"proxy-connection")
+                    )
                 if max_body is not None:
                     for value in response.get_all(b"content-length"):
                         if int(value) > max_body:
