@@ -223,6 +223,12 @@ class TestServer:
 
     async def on_disconnect(self, sid: str, reason: str) -> None:
         self.disconnects.append({"sid": sid, "reason": reason})
+        # python-engineio keeps a polling client's pending GET waiting after its CLOSE (until
+        # ping_interval + ping_timeout), and uvicorn waits for it on SIGTERM: answer it.
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        eio_sock = None if eio_sid is None else self.sio.eio.sockets.get(eio_sid)
+        if eio_sock is not None and not eio_sock.upgraded:
+            eio_sock.queue.put_nowait(None)
         gone = self.connected.pop(sid, None)
         if gone is not None:
             gone.set()
