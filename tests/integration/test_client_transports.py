@@ -9,6 +9,8 @@ and an upgrade: Node socket.io 4.8 and python-socketio, on asyncio and trio.
   server came back serving polling only).
 - A burst of emits and calls that spans the polling -> WebSocket switch: nothing lost,
   nothing reordered (the servers record what they receive, in arrival order).
+- A probe whose WebSocket hangs (a network that black-holes WebSocket): given up after its
+  timeout, the session connected on polling.
 
 Connection state recovery across a drop on polling, and a server restart while on polling,
 are test_client.py's scenarios on the ``polling`` way.
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -26,7 +30,9 @@ import anyio.lowlevel
 import pytest
 
 import tether
+import tether.transport._engine as transport_engine
 from servers.handles import ServerFactory, ServerKind, SocketIOServer
+from tether.transport import EngineConnector, Transport, WebSocketConnector
 
 from .support import SERVER_MODES, TRANSPORTS, Recorder, until
 
@@ -182,3 +188,49 @@ async def test_a_burst_of_emits_and_calls_across_the_upgrade(
     assert [(r["event"], r["args"]) for r in received if r["sid"] == sid] == [
         ("ack" if i % 4 == 3 else "echo", [i]) for i in range(sent)
     ]
+
+
+class HangingWebSocket:
+    """A WebSocket connector on a network that lets polling through and black-holes
+    WebSocket: every WebSocket goes to a port whose kernel accepts the connection and where
+    nobody ever answers the upgrade."""
+
+    def __init__(self, tarpit: socket.socket) -> None:
+        self._port = tarpit.getsockname()[1]
+        self._connector = WebSocketConnector()
+        self.attempts = 0
+
+    async def connect(self, url: str, **options: Any) -> Transport:
+        self.attempts += 1
+        scheme, _, rest = url.partition("://")
+        path = rest[rest.index("/") :]
+        return await self._connector.connect(f"{scheme}://127.0.0.1:{self._port}{path}", **options)
+
+
+@pytest.fixture
+def tarpit() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listening:  # never accepts
+        yield listening
+
+
+async def test_a_probe_that_hangs_leaves_the_session_on_polling(
+    sio_server: SocketIOServer,
+    tarpit: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Polling waits while the probe runs: a WebSocket that is neither refused nor answered
+    is given up after PROBE_TIMEOUT and the session goes on by polling, connected."""
+    caplog.set_level(logging.INFO, logger="tether.transport")
+    monkeypatch.setattr(transport_engine, "PROBE_TIMEOUT", 0.3)
+    websocket = HangingWebSocket(tarpit)
+    connector = EngineConnector(transports=("polling", "websocket"), websocket=websocket)
+    async with tether.RealtimeClient(sio_server.url, transport=connector) as rt:
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        assert await rt.call("ack", "still polling") == "still polling"
+        assert rt.transport_name == "polling"
+        assert websocket.attempts == 1  # tried once, then never again in this session
+        assert events.of("disconnect") == []
+    failed = [r.getMessage() for r in caplog.records if "staying on polling" in r.getMessage()]
+    assert len(failed) == 1 and "no answer to the probe within 0.3 s" in failed[0]

@@ -21,9 +21,9 @@ whole story; in short:
 
   It runs in the task that receives, at the moment it would otherwise send the next poll,
   so every packet that came by polling has been returned before any that comes by
-  WebSocket. A probe that fails (refused, wrong answer) leaves the session on polling for
-  good; one cut off by the read deadline is tried again at the next ``receive()``, at most
-  :data:`PROBE_TRIES` times.
+  WebSocket. A probe that fails (refused, wrong answer, no answer within
+  :data:`PROBE_TIMEOUT`) leaves the session on polling for good; one cut off by the read
+  deadline is tried again at the next ``receive()``, at most :data:`PROBE_TRIES` times.
 * One cookie jar per session: cookies set on the polling answers go with every later
   request, the WebSocket upgrade included; a new ``connect()`` starts with an empty jar.
 * The proxy (explicit or from the environment) applies to every connection of the session.
@@ -60,7 +60,7 @@ from ._proxy import Proxy, parse_proxy, select_proxy
 from ._stream import StreamConnector, parse_url
 from ._websocket import WebSocketConnector
 
-__all__ = ["PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport"]
+__all__ = ["PROBE_TIMEOUT", "PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport"]
 
 logger = logging.getLogger("tether.transport")
 
@@ -68,6 +68,11 @@ logger = logging.getLogger("tether.transport")
 TRANSPORT_NAMES: Final = ("websocket", "polling")
 #: How often a probe cut off by the read deadline is tried again.
 PROBE_TRIES: Final = 3
+#: The longest a probe may take (the WebSocket opened, ``2probe`` answered): polling waits
+#: meanwhile, so a network that lets polling through but neither refuses nor answers a
+#: WebSocket would otherwise stall the session until its heartbeat failed (python-engineio's
+#: client bounds its upgrade by the same 5 s, its ``request_timeout``).
+PROBE_TIMEOUT: Final = 5.0
 #: The longest the switch waits for the post that is out (Node's ``upgradeTimeout``, 10 s,
 #: is how long the server waits for our ``5``).
 SWITCH_TIMEOUT: Final = 5.0
@@ -377,21 +382,26 @@ class EngineTransport(ReadDeadline):
         the read deadline."""
         where = polling.where
         try:
-            probe = self._probe = await upgrader.open_websocket(
-                polling.url,
-                self._headers,
-                self._ssl_context,
-                self._max_message_size,
-                polling.cookies,
-                sid=polling.sid,
-            )
-            # Engine.IO v4 §Upgrade: the only ping a v4 client ever sends.
-            await probe.send("2probe")
-            answer = await probe.receive()
-            while answer is None:  # pragma: no cover - no read deadline is set on the probe
+            with anyio.move_on_after(PROBE_TIMEOUT) as probing:
+                probe = self._probe = await upgrader.open_websocket(
+                    polling.url,
+                    self._headers,
+                    self._ssl_context,
+                    self._max_message_size,
+                    polling.cookies,
+                    sid=polling.sid,
+                )
+                # Engine.IO v4 §Upgrade: the only ping a v4 client ever sends.
+                await probe.send("2probe")
                 answer = await probe.receive()
-            if answer != "3probe":
-                raise TransportError(TRANSPORT_ERROR, "the server did not answer the probe")
+                while answer is None:  # pragma: no cover - no read deadline is set on the probe
+                    answer = await probe.receive()
+                if answer != "3probe":
+                    raise TransportError(TRANSPORT_ERROR, "the server did not answer the probe")
+            if probing.cancelled_caught:
+                raise TransportError(
+                    TRANSPORT_ERROR, f"no answer to the probe within {PROBE_TIMEOUT:g} s"
+                )
         except TransportError as exc:
             self._upgrader = None
             await self._drop_probe()
