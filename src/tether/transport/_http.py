@@ -122,7 +122,16 @@ class HTTPConnection:
     redacted URL; h11's own exception texts never quote header values.
     """
 
-    __slots__ = ("_broken", "_conn", "_kept_alive", "_read_size", "_stream", "route")
+    __slots__ = (
+        "_broken",
+        "_conn",
+        "_kept_alive",
+        "_last_request",
+        "_read_size",
+        "_socket",
+        "_stream",
+        "route",
+    )
 
     def __init__(
         self, stream: anyio.abc.ByteStream, *, route: Route, read_size: int = _READ_SIZE
@@ -134,6 +143,15 @@ class HTTPConnection:
         self._broken = False
         # Whether the last answer said it keeps the connection (see ``reusable``).
         self._kept_alive = False
+        # The socket under the stream, for the look in ``reusable``, found once: the typed
+        # attribute lookup builds a dict of lambdas on every call.
+        try:
+            self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        except anyio.TypedAttributeLookupError:  # pragma: no cover - our streams have one
+            self._socket = None
+        # The last request head sent, with what it was made of: a long poll sends the same
+        # one again and again, and h11 validates every header of a new one.
+        self._last_request: tuple[bytes, str, list[tuple[bytes, bytes]], h11.Request] | None = None
 
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.route.where} {self._conn.our_state}>"
@@ -157,9 +175,8 @@ class HTTPConnection:
             return False
         if self.route.absolute_form and not self._kept_alive:
             return False
-        try:
-            sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        except anyio.TypedAttributeLookupError:  # pragma: no cover - our streams have one
+        sock = self._socket
+        if sock is None:  # pragma: no cover - our streams have one
             return True
         try:
             # EOF (b"") or bytes nobody asked for: either way the connection is done.
@@ -183,9 +200,20 @@ class HTTPConnection:
         if body is not None:
             all_headers.append((b"Content-Length", str(len(body)).encode("ascii")))
         try:
-            data = self._conn.send(
-                h11.Request(method=method, target=self.route.target(path), headers=all_headers)
-            )
+            last = self._last_request
+            if (
+                last is not None
+                and last[0] == method
+                and last[1] == path
+                and last[2] == all_headers
+            ):
+                request = last[3]
+            else:
+                request = h11.Request(
+                    method=method, target=self.route.target(path), headers=all_headers
+                )
+                self._last_request = (method, path, all_headers, request)
+            data = self._conn.send(request)
             if body:
                 data += self._conn.send(h11.Data(data=body))
             data += self._conn.send(h11.EndOfMessage())

@@ -48,7 +48,7 @@ from ._cookies import SessionCookies, with_cookie
 from ._http import HTTPConnection, Response, Route
 from ._polling_protocol import OpenPacket, PayloadError, PollingSession
 from ._proxy import Proxy, parse_proxy, select_proxy
-from ._stream import DEFAULT_CLOSE_TIMEOUT, DEFAULT_READ_SIZE, _endpoint
+from ._stream import DEFAULT_CLOSE_TIMEOUT, DEFAULT_READ_SIZE, SendLock, _endpoint
 
 __all__ = ["DEFAULT_MAX_POLL_SIZE", "PollingConnector", "PollingTransport"]
 
@@ -234,7 +234,7 @@ class PollingTransport(ReadDeadline):
         self._ready: deque[Message] = deque(received)
         self._poll_conn: HTTPConnection | None = conn  # the handshake's, kept alive
         self._post_conn: HTTPConnection | None = None
-        self._post_lock = anyio.Lock()
+        self._post_lock = SendLock()  # FIFO; no checkpoint when nobody else posts
         self._poll_head_read = False  # the poll out has had its answer's head read
         self._poll_size = 0  # bytes of the poll answer so far
         self._poll_deadline = math.inf  # when the poll out counts as unanswered
