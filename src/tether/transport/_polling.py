@@ -318,15 +318,18 @@ class PollingTransport(ReadDeadline):
             if anyio.current_time() >= deadline:
                 await anyio.lowlevel.checkpoint()
                 return None
+            # One scope for every step until a packet is ready (a poll answer is its head, its
+            # body, its end: several steps), not one per step.
             with anyio.CancelScope(deadline=min(deadline, self._poll_deadline)) as scope:
                 self._read_scope = scope
                 try:
-                    await self._poll_step()
+                    while not ready and self._error is None:
+                        await self._poll_step()
                 except TransportError as exc:
                     self._fail(exc)
                 finally:
                     self._read_scope = None
-            if scope.cancelled_caught:
+            if scope.cancelled_caught and not ready:
                 if anyio.current_time() >= self._poll_deadline:
                     self._set_error(
                         TRANSPORT_ERROR,
