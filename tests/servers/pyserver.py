@@ -191,6 +191,16 @@ class TestServer:
         for event, handler in handlers.items():
             lifecycle = event in ("connect", "disconnect")
             self.sio.on(event, handler if lifecycle else self._recording(event, handler))
+        self.sio.eio.on("disconnect", self._on_engine_disconnect)
+
+    async def _on_engine_disconnect(self, eio_sid: str, reason: Any) -> None:
+        """python-socketio's own handler, then an empty answer to the long-poll GET a polling
+        client left out: python-engineio keeps it waiting after the engine socket closed
+        (until ping_interval + ping_timeout), and uvicorn waits for it on SIGTERM."""
+        await self.sio._handle_eio_disconnect(eio_sid, reason)
+        eio_sock = self.sio.eio.sockets.get(eio_sid)
+        if eio_sock is not None and not eio_sock.upgraded:
+            eio_sock.queue.put_nowait(None)
 
     def _recording(
         self, event: str, handler: Callable[..., Awaitable[Any]]
@@ -223,12 +233,6 @@ class TestServer:
 
     async def on_disconnect(self, sid: str, reason: str) -> None:
         self.disconnects.append({"sid": sid, "reason": reason})
-        # python-engineio keeps a polling client's pending GET waiting after its CLOSE (until
-        # ping_interval + ping_timeout), and uvicorn waits for it on SIGTERM: answer it.
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        eio_sock = None if eio_sid is None else self.sio.eio.sockets.get(eio_sid)
-        if eio_sock is not None and not eio_sock.upgraded:
-            eio_sock.queue.put_nowait(None)
         gone = self.connected.pop(sid, None)
         if gone is not None:
             gone.set()

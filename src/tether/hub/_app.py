@@ -77,6 +77,19 @@ class _HubServer(socketio.AsyncServer):  # type: ignore[misc]
         finally:
             _ACK_REQUESTED.reset(token)
 
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        """Also answer the long-poll GET a polling client left out.
+
+        python-engineio keeps that GET waiting for a packet after the engine socket closed
+        (the client's CLOSE, a ping timeout), until ``pingInterval + pingTimeout``, and
+        uvicorn waits for it when the hub stops (its graceful timeout, 5 s). An empty answer
+        ends it; the client is gone.
+        """
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and not sock.upgraded:
+            sock.queue.put_nowait(None)
+
 
 class _ReadyRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """``AsyncRedisManager`` that reports when its pub/sub subscription is live.
@@ -470,7 +483,6 @@ class Hub:
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):
             return  # a client emitted an event named "disconnect": it is still connected
-        self._release_long_poll(sid)
         assert self._store is not None
         try:
             departed = await self._store.remove_client(sid)
@@ -478,18 +490,6 @@ class Hub:
         except Exception:
             log.exception("could not clean up after %s", sid)
         log.debug("disconnected %s (%s)", sid, args[0] if args else "?")
-
-    def _release_long_poll(self, sid: str) -> None:
-        """Answer the long-poll GET a polling client left out when it closed.
-
-        python-engineio keeps that GET waiting for a packet after the client's CLOSE (until
-        ``pingInterval + pingTimeout``), and uvicorn waits for it when the hub stops (up to
-        its graceful timeout). An empty answer ends it; the client is gone anyway.
-        """
-        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        sock = None if eio_sid is None else self._sio.eio.sockets.get(eio_sid)
-        if sock is not None and not sock.upgraded:
-            sock.queue.put_nowait(None)
 
     async def _announce(self, departed: list[Departed]) -> None:
         """``channel:leave`` for members that are gone (no echo: they are not there)."""
