@@ -83,6 +83,7 @@ class Dispatcher:
 
     __slots__ = (
         "_ack",
+        "_batch_bytes",
         "_batch_left",
         "_entering",
         "_idle",
@@ -91,6 +92,7 @@ class Dispatcher:
         "events",
         "lifecycle",
         "queue",
+        "queued_bytes",
         "streams",
         "user_event_listeners",
     )
@@ -108,7 +110,10 @@ class Dispatcher:
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
+        #: The wire bytes of the server events in :attr:`queue` (the reader adds them).
+        self.queued_bytes = 0
         self._batch_left = 0  # facts of the batch being delivered, not delivered yet
+        self._batch_bytes = 0  # the wire bytes of that batch, counted until it is done
         self._running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -122,6 +127,19 @@ class Dispatcher:
     def backlog(self) -> int:
         """How many facts wait for their listeners."""
         return len(self.queue) + self._batch_left
+
+    @property
+    def backlog_bytes(self) -> int:
+        """About how many wire bytes the server events waiting for listeners took: those
+        queued, and the whole batch being delivered until it is done."""
+        return self.queued_bytes + self._batch_bytes
+
+    def behind(self, max_facts: int, max_bytes: int) -> bool:
+        """Whether the backlog reached ``max_facts`` facts or ``max_bytes`` bytes."""
+        return (
+            len(self.queue) + self._batch_left >= max_facts
+            or self.queued_bytes + self._batch_bytes >= max_bytes
+        )
 
     # --- queueing ----------------------------------------------------------------------------
 
@@ -175,6 +193,8 @@ class Dispatcher:
                 batch = self.queue
                 self.queue = []
                 self._batch_left = len(batch)
+                self._batch_bytes = self.queued_bytes
+                self.queued_bytes = 0
                 delivered = 0
                 try:
                     for fact in batch:
@@ -190,7 +210,10 @@ class Dispatcher:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
                     self.queue[:0] = batch[delivered:]
                     self._batch_left = 0
+                    self.queued_bytes += self._batch_bytes
+                    self._batch_bytes = 0
                     raise
+                self._batch_bytes = 0
         finally:
             self._running = False
             if self._idle is not None:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import anyio.lowlevel
 
-from tether.core import DisconnectReason
-from tether.transport import Transport, TransportError
+from tether.core import DisconnectReason, EventReceived
+from tether.transport import TRANSPORT_CLOSE, Transport, TransportError
 
 from ._credentials import CredentialsError
 from ._writing import WritePath
@@ -30,16 +30,42 @@ from ._writing import WritePath
 if TYPE_CHECKING:
     from ._driver import Driver
 
-__all__ = ["DISPATCH_BACKLOG_LIMIT", "TransportSession"]
+__all__ = [
+    "DISPATCH_BACKLOG_BYTES",
+    "DISPATCH_BACKLOG_LIMIT",
+    "TransportSession",
+    "no_answer_to_connect",
+]
 
 logger = logging.getLogger("tether")
 
-#: How many events may wait for slow listeners. The reader keeps reading (and the heartbeat
-#: keeps running) while listeners fall behind; past this many the transport is dropped with
+#: How many facts may wait for slow listeners, and about how many wire bytes of server
+#: events. The reader keeps reading (and the heartbeat keeps running) while listeners fall
+#: behind; when a message takes the backlog to either bound the transport is dropped with
 #: the reason ``"listeners fell behind"`` and the client reconnects, so memory stays bounded
 #: (``specs/bounds.md``). With connection state recovery or the hub's continuity the events
-#: not read yet are replayed after the reconnect.
+#: not read yet are replayed after the reconnect. Each session reads them when it starts:
+#: a test may lower them (``monkeypatch.setattr``) to reach the bound quickly.
 DISPATCH_BACKLOG_LIMIT: Final = 100_000
+DISPATCH_BACKLOG_BYTES: Final = 64 * 1024 * 1024
+
+
+def no_answer_to_connect(detail: str) -> str:
+    """The reason of an attempt whose server closed the connection after our namespace
+    CONNECT without answering it (``detail``: how). A server with another Socket.IO parser
+    does that: socket.io-msgpack-parser cannot decode the CONNECT's text and drops the
+    connection. So does a server whose ``maxPayload`` the CONNECT (its auth) is over."""
+    return (
+        f"transport close: the server closed the connection without answering the namespace "
+        f"CONNECT ({detail}); it may use another parser, such as socket.io-msgpack-parser, "
+        "or the CONNECT may be over its maxPayload"
+    )
+
+
+#: Engine.IO v4 §Packets: CLOSE, which a polling server sends when it drops the session
+#: (the core would take it for a plain ``"transport close"``), and NOOP.
+_ENGINE_CLOSE: Final = "1"
+_ENGINE_NOOP: Final = "6"
 
 
 class TransportSession:
@@ -90,6 +116,21 @@ class TransportSession:
         if self.task is not None:
             self.task.cancel()
 
+    def _broken(self) -> None:
+        """The session's task failed unexpectedly (it ends now): the attempt fails, or the
+        transport is lost, whichever the core was waiting for."""
+        if self.closing:
+            return
+        self.closing = True
+        driver = self._driver
+        driver.deadlines.connect_done(self)
+        driver.deadlines.reader_done(self.transport)
+        core = driver.core
+        now = anyio.current_time()
+        core.transport_failed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
+        core.transport_closed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
+        driver.pump()
+
     # --- the task ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -98,6 +139,11 @@ class TransportSession:
             transport = await self._connect()
             if transport is not None:
                 await self._read(transport)
+        except Exception:
+            # A bug in tether, or a custom Connector breaking its contract: never into the
+            # user's task group. The core hears of a failed attempt or a broken transport.
+            logger.exception("tether: internal error in transport session %d", self.token)
+            self._broken()
         finally:
             driver.deadlines.connect_done(self)
             driver.deadlines.ensure()
@@ -162,7 +208,12 @@ class TransportSession:
         current_time = anyio.current_time
         drain_events = core.drain_events
         route = driver.route
+        behind = dispatcher.behind
+        max_backlog = DISPATCH_BACKLOG_LIMIT
+        max_backlog_bytes = DISPATCH_BACKLOG_BYTES
         connected = False
+        # Our CONNECT went out and nothing came since: a close now is the server's answer.
+        connect_written = answer_pending = False
         try:
             while True:
                 message = await receive()
@@ -171,9 +222,15 @@ class TransportSession:
                     continue
                 if self.closing:
                     return
+                if answer_pending:
+                    if message == _ENGINE_CLOSE:
+                        self.lost(no_answer_to_connect("it sent an Engine.IO CLOSE"))
+                        return
+                    # A NOOP is no answer: a polling server ends the poll out with one.
+                    answer_pending = message == _ENGINE_NOOP
                 core.receive(message, now=current_time())
                 events = drain_events()
-                lifecycle = bool(events) and route(events)
+                lifecycle = bool(events) and route(events, len(message))
                 if lifecycle:
                     deadlines.moved()
                     if not connected and core.is_connected:
@@ -187,6 +244,8 @@ class TransportSession:
                     else:
                         # The namespace CONNECT, bounded by the deadline this task keeps.
                         await writes.write_now(deadlines.target)
+                        if not connect_written:  # the first write: the handshake's CONNECT
+                            connect_written = answer_pending = not self.closing
                         if current_time() >= deadlines.target:
                             deadlines.deadline_passed(transport)
                 if driver.caller_woken:
@@ -194,15 +253,28 @@ class TransportSession:
                     # before this task sets up its next read (one checkpoint per ack).
                     driver.caller_woken = False
                     await anyio.lowlevel.checkpoint()
-                if dispatcher.backlog >= DISPATCH_BACKLOG_LIMIT:
+                # Only a server event of a connected session takes the backlog past its
+                # bound: a reconnect while listeners are still behind completes (its attempts
+                # count from zero again), and then reads what recovery replays.
+                if (
+                    events
+                    and type(events[-1]) is EventReceived
+                    and connected
+                    and behind(max_backlog, max_backlog_bytes)
+                ):
                     logger.warning(
-                        "tether: %d events wait for slow listeners; dropping the connection",
+                        "tether: %d events (%d bytes) wait for slow listeners; "
+                        "dropping the connection",
                         dispatcher.backlog,
+                        dispatcher.backlog_bytes,
                     )
                     self.lost(DisconnectReason.LISTENERS_BEHIND)
                     return
         except TransportError as exc:
-            self.lost(exc.reason)
+            reason: str = exc.reason
+            if answer_pending and reason == TRANSPORT_CLOSE:
+                reason = no_answer_to_connect(str(exc))
+            self.lost(reason)
         except Exception:  # a bug in tether: never let it escape into the user's task group
             logger.exception("tether: internal error on the receive path")
             self.lost(DisconnectReason.TRANSPORT_ERROR)
