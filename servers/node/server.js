@@ -6,7 +6,8 @@
 //
 //   node servers/node/server.js --port 0 [--host 127.0.0.1] [--ping-interval MS]
 //       [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
-//       [--late-hello] [--transports polling,websocket] [--watch-stdin]
+//       [--late-hello] [--transports polling,websocket] [--parser default|msgpack]
+//       [--path /socket.io/] [--watch-stdin]
 //
 // Once it accepts connections it prints exactly one line to stdout:
 //   listening on http://HOST:PORT
@@ -28,6 +29,8 @@ function parseArgs(argv) {
     lateHello: false,
     watchStdin: false,
     transports: ["polling", "websocket"],
+    parser: "default",
+    path: "/socket.io/",
   };
   const valued = {
     "--host": (v) => (opts.host = v),
@@ -37,6 +40,8 @@ function parseArgs(argv) {
     "--max-payload": (v) => (opts.maxPayload = toInt("--max-payload", v)),
     "--token": (v) => (opts.token = v),
     "--transports": (v) => (opts.transports = toTransports(v)),
+    "--parser": (v) => (opts.parser = toParser(v)),
+    "--path": (v) => (opts.path = v),
   };
   const flags = {
     "--csr": () => (opts.csr = true),
@@ -72,6 +77,13 @@ function toTransports(value) {
     usage("--transports takes polling, websocket or both (comma-separated)");
   }
   return names;
+}
+
+// "default" (socket.io-parser) or "msgpack" (socket.io-msgpack-parser): a server whose Socket.IO
+// packets are MessagePack, which a client speaking the default parser cannot talk to.
+function toParser(value) {
+  if (value !== "default" && value !== "msgpack") usage("--parser takes default or msgpack");
+  return value;
 }
 
 function usage(message) {
@@ -124,10 +136,12 @@ function toJson(value) {
 
 const httpServer = http.createServer(handleControl);
 const io = new Server(httpServer, {
+  path: opts.path, // engine.io's default addTrailingSlash: "/x" serves "/x/..." only
   transports: opts.transports,
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  ...(opts.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   connectionStateRecovery: opts.csr
     ? { maxDisconnectionDuration: 120000, skipMiddlewares: true }
     : undefined,
