@@ -36,8 +36,9 @@ mode                        what the server does
                             (what a server with socket.io-msgpack-parser does)
 ``binary-connect-reply``    answers CONNECT with a binary frame (a MessagePack-style reply)
 ``lifecycle-names``         after ``40{...}``: one event named like each of tether's lifecycle
-                            events and Socket.IO's reserved ones (:data:`LIFECYCLE_NAMES`),
-                            each with the argument ``"from-server"``
+                            events (:data:`LIFECYCLE_NAMES`), then each of Socket.IO's
+                            reserved names (:data:`RESERVED_NAMES`), each with the argument
+                            ``"from-server"``
 ``flood``                   after ``40{...}``: ``flood_count`` events ``42["flood",i,"x..."]``
                             (``flood_size`` bytes of filler) as fast as the socket takes them
 ``stop-reading``            after ``40{...}``: never reads again (it keeps pinging): the
@@ -114,18 +115,17 @@ MODES = frozenset(
     }
 )
 
-#: The event names ``lifecycle-names`` sends: tether's lifecycle events (which only the
-#: ``on_*`` methods register) and Socket.IO's reserved names (which no server may emit).
+#: The event names ``lifecycle-names`` sends, in this order: tether's lifecycle events (which
+#: only the ``on_*`` methods register), then Socket.IO's reserved names (which no server may
+#: emit, and a client takes for a parse error).
 LIFECYCLE_NAMES = (
     "state_change",
     "reconnect",
     "reconnect_attempt",
     "reconnect_failed",
     "buffer_overflow",
-    "connect",
-    "disconnect",
-    "connect_error",
 )
+RESERVED_NAMES = ("connect", "disconnect", "connect_error")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -472,7 +472,7 @@ class _Session:
         elif mode == "drop":
             self.ws.socket.shutdown(socket.SHUT_RDWR)
         elif mode == "lifecycle-names":
-            for name in LIFECYCLE_NAMES:
+            for name in LIFECYCLE_NAMES + RESERVED_NAMES:
                 self.ws.send("42" + json.dumps([name, "from-server"]))
         elif mode == "flood":
             filler = "x" * self.server.flood_size
