@@ -24,8 +24,10 @@ from .core import (
     MessageDropped,
     OverflowPolicy,
     ProtocolError,
+    ResumeReason,
     State,
     StateChanged,
+    StreamResumed,
     TetherError,
 )
 
@@ -42,8 +44,10 @@ __all__ = [
     "OverflowPolicy",
     "ProtocolError",
     "RealtimeClient",
+    "ResumeReason",
     "State",
     "StateChanged",
+    "StreamResumed",
     "TetherError",
 ]
 

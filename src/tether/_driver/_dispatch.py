@@ -12,7 +12,8 @@ Two kinds of things are delivered, from two registries:
   the catch-all ``rt.on_any`` listeners, ``rt.on_user_event`` and the ``rt.events()``
   iterators. Any name a server sends lands here, ``"state_change"`` as much as ``"chat"``;
 * **lifecycle facts** (connect, disconnect, connect_error, reconnect_attempt, reconnect,
-  reconnect_failed, state_change, buffer_overflow) to the listeners of the ``on_*`` methods.
+  reconnect_failed, state_change, buffer_overflow, resume) to the listeners of the ``on_*``
+  methods.
   A server can never reach them: only Socket.IO's reserved names (``connect``,
   ``disconnect``, ``connect_error``) are lifecycle events in ``rt.on``, and no server may
   send those.
@@ -41,6 +42,7 @@ from tether.core import (
     SocketConnected,
     SocketDisconnected,
     StateChanged,
+    StreamResumed,
 )
 
 __all__ = ["LIFECYCLE_EVENTS", "RESERVED_LIFECYCLE_NAMES", "Dispatcher"]
@@ -57,6 +59,7 @@ LIFECYCLE_EVENTS: Final[dict[type, str]] = {
     ReconnectFailed: "reconnect_failed",
     StateChanged: "state_change",
     MessageDropped: "buffer_overflow",
+    StreamResumed: "resume",
 }
 
 #: The names ``rt.on(name)`` treats as lifecycle events: Socket.IO's reserved ones, which
@@ -74,7 +77,7 @@ def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
         return (fact.attempt,)
     if kind is SocketConnected or kind is ReconnectFailed:
         return ()
-    return (fact,)  # StateChanged, MessageDropped
+    return (fact,)  # StateChanged, MessageDropped, StreamResumed
 
 
 class Dispatcher:

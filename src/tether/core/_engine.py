@@ -86,9 +86,10 @@ class EngineSession:
         self._heartbeat_window: float | None = None
         self._last_received = 0.0
         self._default_max_payload = default_max_payload
-        #: The largest frame the server accepts: its handshake's ``maxPayload``, or the
-        #: client's ``max_payload`` option until a handshake announced one.
-        self.max_payload = default_max_payload
+        #: The largest frame the server accepts, as the last handshake announced it (the
+        #: client's ``max_payload`` option for a handshake without one); ``None`` until a
+        #: server has spoken: before the first connect nothing is refused for its size.
+        self.max_payload: int | None = None
 
     # --- the transport's phases ------------------------------------------------------------
 

@@ -5,6 +5,7 @@
     ├── Disconnected          an acked packet was sent and its connection then dropped
     ├── AckTimeout            (also a TimeoutError) no ack arrived in time
     ├── BufferFull            the offline buffer is full and the policy is "raise"
+    ├── MessageTooLarge       (also a ValueError) a message above the server's maxPayload
     └── ProtocolError
         ├── LocalProtocolError  the caller used the core in a way its state forbids
         └── RemoteProtocolError the peer sent something the protocol forbids
@@ -26,6 +27,7 @@ __all__ = [
     "DecodeError",
     "Disconnected",
     "LocalProtocolError",
+    "MessageTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
     "TetherError",
@@ -65,6 +67,12 @@ class AckTimeout(TetherError, TimeoutError):
 
 class BufferFull(TetherError):
     """The offline buffer holds ``max_buffered`` messages (or bytes) already."""
+
+
+class MessageTooLarge(TetherError, ValueError):
+    """A message is larger than the server's ``maxPayload``, which would close the whole
+    connection: refused at the call site once the server announced its limit, or dropped
+    (and reported) from the buffer when a server announces a smaller one."""
 
 
 class ProtocolError(TetherError):

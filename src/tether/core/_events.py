@@ -14,7 +14,7 @@ Don't subclass these; the driver dispatches on the exact type.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ._errors import ConnectError, TetherError
 from ._lifecycle import State
@@ -31,9 +31,11 @@ __all__ = [
     "ReconnectAttemptStarted",
     "ReconnectFailed",
     "Reconnected",
+    "ResumeReason",
     "SocketConnected",
     "SocketDisconnected",
     "StateChanged",
+    "StreamResumed",
 ]
 
 
@@ -162,6 +164,39 @@ class MessageDropped:
     reason: str
 
 
+class ResumeReason:
+    """Why a stream could not be resumed whole (``specs/delivery.md`` §4.5), as constants."""
+
+    #: More was missed than the hub's history keeps (``--history``).
+    TRIMMED: Final = "history trimmed"
+    #: The last position seen is older than the history's age (``--history-ttl``).
+    EXPIRED: Final = "history expired"
+    #: The hub forgot its history (a restart without shared storage).
+    RESTARTED: Final = "hub restarted"
+    #: The hub never gave this position.
+    UNKNOWN: Final = "unknown position"
+    #: The hub keeps no history (``--history 0``).
+    OFF: Final = "history off"
+    #: The server answered without continuity (not a hub, or an older one).
+    UNSUPPORTED: Final = "no continuity"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResumed:
+    """The ``resume`` event: a stream the client had joined was resumed after a reconnect or
+    a ``close()`` + ``open()`` (``rt.on_resume``).
+
+    ``channel`` is the channel, or ``None`` for the broadcasts. ``resumed`` is ``True`` when
+    nothing was missed or all of it was replayed (``replayed`` messages); otherwise
+    ``reason`` says why (a :class:`ResumeReason` constant).
+    """
+
+    channel: str | None
+    resumed: bool
+    replayed: int
+    reason: str | None
+
+
 Event = (
     OpenTransport
     | CloseTransport
@@ -176,5 +211,6 @@ Event = (
     | AckReceived
     | AckFailed
     | MessageDropped
+    | StreamResumed
 )
 """Any of the events :meth:`Connection.drain_events` returns; dispatch on the exact type."""

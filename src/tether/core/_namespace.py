@@ -64,13 +64,16 @@ class NamespaceSession:
 
     # --- connecting ---------------------------------------------------------------------
 
-    def connect_packet(self) -> Packet:
-        """The CONNECT to send after the Engine.IO handshake, offering recovery when we can.
+    def connect_packet(self, identity: dict[str, Any] | None = None) -> Packet:
+        """The CONNECT to send after the Engine.IO handshake, offering recovery when we can,
+        and the client's ``identity`` for a hub (``specs/delivery.md`` §4.1) if given.
 
         §3.5: ``pid`` and ``offset`` ride in the CONNECT payload; the user's auth keys win on
         a collision, as in socket.io-client.
         """
         auth = self.auth
+        if identity is not None:
+            auth = {"tether": identity, **(auth or {})}
         if self._pid is not None and self._offset is not None:
             auth = {"pid": self._pid, "offset": self._offset, **(auth or {})}
         return Packet(PacketType.CONNECT, self.name, auth)

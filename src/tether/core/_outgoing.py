@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._engineio import EnginePacketType, encode_frame
-from ._errors import BufferFull
+from ._errors import BufferFull, MessageTooLarge
 from ._options import OverflowPolicy
 from ._socketio import Packet, PacketType, encode_packet
 
@@ -34,8 +34,10 @@ __all__ = [
     "OfflineBuffer",
     "Outbox",
     "Outgoing",
+    "check_size",
     "encode_event",
     "packet_frames",
+    "too_large",
 ]
 
 _MESSAGE = EnginePacketType.MESSAGE
@@ -47,13 +49,16 @@ class Outgoing:
     """One user message on its way: its Engine.IO frames, their size, and what it was.
 
     ``size`` counts bytes as the buffer bounds and ``maxPayload`` do. ``event`` is the
-    Socket.IO event name and ``call_id`` the call waiting for its ack, if any.
+    Socket.IO event name and ``call_id`` the id of the ACK it asks for, if any. ``seq``
+    orders the messages of a client as they were emitted: what goes back to the buffer
+    after a disconnect (unwritten, or written and to be tried again) goes back in that order.
     """
 
     frames: tuple[str | bytes, ...]
     size: int
     event: str
     call_id: int | None = None
+    seq: int = 0
 
 
 def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
@@ -64,26 +69,50 @@ def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
 
 
 def encode_event(
-    namespace: str, data: list[Any], call_id: int | None, max_payload: int
+    namespace: str,
+    data: list[Any],
+    call_id: int | None,
+    max_payload: int | None,
+    seq: int = 0,
 ) -> Outgoing:
     """Encode the EVENT ``data`` (``[name, *args]``) as an :class:`Outgoing` entry.
 
     Raises ``ValueError``/``TypeError`` for data Socket.IO or JSON cannot carry, and
-    ``ValueError`` for a frame above ``max_payload`` bytes (Engine.IO v4 §"maxPayload": the
-    server would close the whole connection on it).
+    :class:`MessageTooLarge` for a frame above ``max_payload`` bytes (Engine.IO v4
+    §"maxPayload": the server would close the whole connection on it); ``None``: no server
+    has announced its limit yet, so nothing is refused for its size here (a connect's flush
+    checks, :func:`too_large`).
     """
     text, attachments = encode_packet(Packet(_EVENT, namespace, data, call_id))
     head = encode_frame(_MESSAGE, text)
     size = len(head)
-    if size * 4 > max_payload:
+    if max_payload is not None:
+        check_size(head, attachments, max_payload)
+    size += sum(len(a) for a in attachments)
+    return Outgoing((head, *attachments), size, data[0], call_id, seq)
+
+
+def check_size(head: str | bytes, attachments: list[bytes], max_payload: int) -> None:
+    """Raise :class:`MessageTooLarge` if a frame of a message is above ``max_payload``."""
+    size = len(head)
+    if size * 4 > max_payload and isinstance(head, str):
         # maxPayload counts bytes; only measure UTF-8 when the characters could exceed it.
-        size = len(text.encode()) + 1
+        size = len(head.encode())
     if size > max_payload or any(len(a) > max_payload for a in attachments):
-        raise ValueError(
+        raise MessageTooLarge(
             f"message of {size} bytes exceeds the server's maxPayload of {max_payload}"
         )
-    size += sum(len(a) for a in attachments)
-    return Outgoing((head, *attachments), size, data[0], call_id)
+
+
+def too_large(message: Outgoing, max_payload: int) -> bool:
+    """Whether a frame of ``message`` is above ``max_payload`` (a buffered message, once a
+    server announced its limit)."""
+    head, *attachments = message.frames
+    try:
+        check_size(head, attachments, max_payload)  # type: ignore[arg-type]
+    except MessageTooLarge:
+        return True
+    return False
 
 
 class OfflineBuffer:
@@ -144,14 +173,41 @@ class Outbox:
 
     ``on_taken(call_id)`` is told when the driver takes a call's frames (the call is then
     written: its ack may come, or its session's loss fails it); it answers whether the call
-    still wants to be sent (one that timed out meanwhile is skipped, never written).
+    still wants to be sent (one that timed out meanwhile is skipped, never written). The
+    outbox counts the user's messages in it, so the buffer's bounds hold while connected too:
+    a server that stops reading makes them pile up here (``specs/bounds.md``).
     """
 
-    __slots__ = ("_entries", "_on_taken")
+    __slots__ = ("_bytes", "_entries", "_messages", "_on_taken")
 
     def __init__(self, on_taken: Callable[[int], bool]) -> None:
         self._entries: list[str | bytes | Outgoing] = []
         self._on_taken = on_taken
+        self._messages = 0
+        self._bytes = 0
+
+    @property
+    def message_count(self) -> int:
+        """How many user messages wait to be written."""
+        return self._messages
+
+    @property
+    def message_bytes(self) -> int:
+        """How many bytes the user messages waiting to be written take."""
+        return self._bytes
+
+    def fits(self, size: int, max_messages: int, max_bytes: int) -> bool:
+        """Whether one more user message of ``size`` bytes stays within the bounds."""
+        return self._messages < max_messages and self._bytes + size <= max_bytes
+
+    def pop_oldest(self) -> Outgoing:
+        """Take the oldest user message out (the ``drop_oldest`` policy); there is one."""
+        entries = self._entries
+        index, oldest = next((i, e) for i, e in enumerate(entries) if type(e) is Outgoing)
+        del entries[index]
+        self._messages -= 1
+        self._bytes -= oldest.size
+        return oldest
 
     @property
     def pending(self) -> bool:
@@ -167,11 +223,19 @@ class Outbox:
         state): never re-sent."""
         self._entries.extend(packet_frames(packet))
 
+    def add_frames(self, frames: tuple[str | bytes, ...]) -> None:
+        """Frames of the session's own, already encoded: never re-sent."""
+        self._entries.extend(frames)
+
     def add_message(self, message: Outgoing) -> None:
         self._entries.append(message)
+        self._messages += 1
+        self._bytes += message.size
 
     def add_messages(self, messages: list[Outgoing]) -> None:
         self._entries.extend(messages)
+        self._messages += len(messages)
+        self._bytes += sum(message.size for message in messages)
 
     def take(self) -> list[str | bytes]:
         """Every frame, in order, for the driver to write now; the outbox is empty after."""
@@ -179,6 +243,7 @@ class Outbox:
         if not entries:
             return []
         self._entries = []
+        self._messages = self._bytes = 0
         frames: list[str | bytes] = []
         on_taken = self._on_taken
         for entry in entries:
@@ -219,18 +284,41 @@ class BufferPolicy:
         self.overflow = overflow
         self._report = report
 
-    def check_room(self, message: Outgoing) -> None:
+    def check_room(self, message: Outgoing, outbox: Outbox | None = None) -> None:
         """Raise :class:`BufferFull` if ``message`` would be refused under the ``raise``
-        policy; call it before anything changes, so a call that raises has no effect."""
+        policy, in the buffer or, while connected, in ``outbox``; call it before anything
+        changes, so a call that raises has no effect."""
+        if not self.buffering or self.overflow is not OverflowPolicy.RAISE:
+            return
         buffer = self.buffer
-        if (
-            self.buffering
-            and self.overflow is OverflowPolicy.RAISE
-            and not buffer.fits(message.size)
-        ):
+        if outbox is None:
+            if not buffer.fits(message.size):
+                raise BufferFull(
+                    f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
+                )
+        elif not outbox.fits(message.size, buffer.max_messages, buffer.max_bytes):
             raise BufferFull(
-                f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
+                f"{outbox.message_count} messages ({outbox.message_bytes} bytes) wait for the "
+                "server to read them: it reads slower than they are sent"
             )
+
+    def admit_to_outbox(self, outbox: Outbox, message: Outgoing) -> bool:
+        """Queue ``message`` for the open transport within the buffer's bounds, by the
+        policy; ``False`` if it was dropped (and reported). :meth:`check_room` has already
+        refused it under ``raise``."""
+        buffer = self.buffer
+        max_messages, max_bytes = buffer.max_messages, buffer.max_bytes
+        size = message.size
+        if not outbox.fits(size, max_messages, max_bytes):
+            if self.overflow is not OverflowPolicy.DROP_OLDEST or size > max_bytes:
+                self._report(message.event, message.call_id, "buffer full")
+                return False
+            # Some message is in the outbox: an empty one fits anything up to max_bytes.
+            while not outbox.fits(size, max_messages, max_bytes):
+                dropped = outbox.pop_oldest()
+                self._report(dropped.event, dropped.call_id, "buffer full")
+        outbox.add_message(message)
+        return True
 
     def admit(self, message: Outgoing) -> int | None:
         """Buffer ``message`` by the policy; its buffer key, or ``None`` if it was dropped
