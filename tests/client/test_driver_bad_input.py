@@ -86,7 +86,7 @@ async def test_a_close_right_after_our_connect_suggests_another_parser() -> None
         rt.on_error(errors.append)
         peer = await connector.accept()
         await peer.send(OPEN_PACKET % (1, 25000, 20000))
-        assert await peer.receive() == "40"
+        assert str(await peer.receive()).startswith("40")
         peer.close()
         with pytest.raises(tether.ConnectError) as info:
             await rt.wait_connected(5)
@@ -102,7 +102,7 @@ async def test_an_engine_close_after_noops_in_answer_to_our_connect_suggests_it_
     async with client(connector, reconnection=False) as rt:
         peer = await connector.accept()
         await peer.send(OPEN_PACKET % (1, 25000, 20000))
-        assert await peer.receive() == "40"
+        assert str(await peer.receive()).startswith("40")
         await peer.send_many(["6", "1"])
         with pytest.raises(tether.ConnectError, match=r"it sent an Engine\.IO CLOSE"):
             await rt.wait_connected(5)
@@ -123,7 +123,7 @@ async def test_a_close_after_an_answer_is_a_plain_transport_close() -> None:
     async with client(connector, reconnection=False) as rt:
         peer = await connector.accept()
         await peer.send(OPEN_PACKET % (1, 25000, 20000))
-        assert await peer.receive() == "40"
+        assert str(await peer.receive()).startswith("40")
         await peer.send("2")  # a ping: the server did say something after our CONNECT
         assert await peer.receive() == "3"
         peer.close()
