@@ -173,6 +173,61 @@ async def test_a_connector_that_raises_anything_fails_the_attempt_only(
     assert "internal error in transport session" in caplog.text
 
 
+class BrokenWrites(MemoryConnector):
+    """Its first transport's writes raise what no transport may raise, once connected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = 0
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = 1_000_000,
+    ) -> MemoryTransport:
+        transport = await super().connect(
+            url, headers=headers, ssl_context=ssl_context, max_message_size=max_message_size
+        )
+        if len(self.attempts) == 1:
+            send_many = transport.send_many
+
+            async def send_many_then_break(messages: Any) -> None:
+                messages = list(messages)
+                if any(str(m).startswith("42") for m in messages):
+                    self.broken += 1
+                    raise RuntimeError("a bug in a custom transport")
+                await send_many(messages)
+
+            transport.send_many = send_many_then_break  # type: ignore[method-assign]
+        return transport
+
+
+async def test_a_transport_whose_write_raises_anything_is_lost_and_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connector = BrokenWrites()
+    server = ScriptedServer(connector)
+    reasons: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="tether"):
+        async with client(connector, **FAST) as rt:
+            rt.on_disconnect(reasons.append)
+            await server.accept()
+            await rt.wait_connected(5)
+            rt.emit("hello", 1)  # the writer task's write raises
+            peer, _ = await server.accept()
+            await rt.wait_connected(5)
+            # (The frames a failed write took count as written: at most once, client.md.)
+            rt.emit("hello", 2)
+            with anyio.fail_after(5):
+                assert await peer.receive() == '42["hello",2]'
+    assert connector.broken == 1
+    assert reasons[0] == "transport error"
+    assert "internal error on the write path" in caplog.text
+
+
 # ------------------------------------------------------------------ the dispatch backlog
 
 
