@@ -45,9 +45,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: How long ``aclose()`` lets the dispatcher deliver the last events (disconnect ...).
 CLOSE_DRAIN_TIMEOUT: Final = 5.0
 
-#: The backoff jitter source of every client: no state to copy per client (a Mersenne Twister
-#: is 2.5 KB), nothing a ``random.seed()`` in user code could synchronise, and safe across
-#: fork (each draw reads the OS).
+#: The backoff jitter source of every client: no generator state to copy per client, nothing
+#: a ``random.seed()`` in user code could synchronise, and safe across fork (each draw reads
+#: the OS).
 _JITTER: Final = random.SystemRandom().random
 
 
@@ -376,7 +376,8 @@ class RealtimeClient:
         """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
         if not callable(fn):
             raise TypeError("listener must be callable")
-        self._driver.dispatcher.user_event_listeners.append(fn)
+        dispatcher = self._driver.dispatcher
+        dispatcher.user_event_listeners = (*dispatcher.user_event_listeners, fn)
         return fn
 
     def events(self, *names: str, max_queued: int = 1000) -> EventStream:

@@ -39,7 +39,7 @@ class ListenerRegistry:
 
     def __init__(self) -> None:
         self._by_event: dict[str, list[Listener]] = {}
-        self._any: list[Listener] = []
+        self._any: tuple[Listener, ...] = ()  # copy-on-write; the empty tuple costs nothing
         self._with_once: set[str] | None = None  # events with a ``once`` listener; lazily
 
     @property
@@ -88,20 +88,20 @@ class ListenerRegistry:
     def add_any(self, fn: Listener) -> None:
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {type(fn).__name__}")
-        self._any = [*self._any, fn]
+        self._any = (*self._any, fn)
 
     def remove_any(self, fn: Listener | None = None) -> None:
         if fn is None:
-            self._any = []
+            self._any = ()
         else:
-            self._any = [x for x in self._any if x is not fn]
+            self._any = tuple(x for x in self._any if x is not fn)
 
     def listeners(self, event: str) -> list[Listener]:
         """The listeners registered for ``event``, as the user registered them."""
         return [x.fn if isinstance(x, _Once) else x for x in self._by_event.get(event, ())]
 
-    def any_listeners(self) -> list[Listener]:
-        """The catch-all listeners (copy-on-write: don't modify the list)."""
+    def any_listeners(self) -> tuple[Listener, ...]:
+        """The catch-all listeners."""
         return self._any
 
     def take(self, event: str) -> list[Listener]:

@@ -338,4 +338,10 @@ def test_loads_fallback_fuzz_raises_only_value_error(text: str | bytes) -> None:
 
 
 def test_all() -> None:
-    assert sorted(_json.__all__) == ["MAX_NESTING_DEPTH", "dumps", "dumps_with_binary", "loads"]
+    assert sorted(_json.__all__) == [
+        "MAX_NESTING_DEPTH",
+        "dumps",
+        "dumps_with_binary",
+        "loads",
+        "loads_fast",
+    ]

@@ -195,8 +195,9 @@ def _recoverable(steps: Iterator[ChaosStep]) -> Iterator[ChaosStep]:
     """The schedule with every corruption aimed at the client (see the module doc)."""
     for step in steps:
         if step.fault is Fault.CORRUPT and step.direction is not Direction.TO_CLIENT:
-            step = replace(step, direction=Direction.TO_CLIENT)
-        yield step
+            yield replace(step, direction=Direction.TO_CLIENT)
+        else:
+            yield step
 
 
 def _goodbye_windows(state: Any) -> set[int]:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -80,14 +80,18 @@ def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
     return (fact,)  # StateChanged, MessageDropped, StreamResumed
 
 
+class _Acknowledger(Protocol):
+    def ack(self, ack_id: int, values: tuple[Any, ...]) -> None: ...
+
+
 class Dispatcher:
-    """Delivers queued facts to listeners; ``ack(ack_id, values)`` answers a server event
-    that asked for an acknowledgement, with the first listener's return value."""
+    """Delivers queued facts to listeners; ``driver.ack(ack_id, values)`` answers a server
+    event that asked for an acknowledgement, with the first listener's return value."""
 
     __slots__ = (
-        "_ack",
         "_batch_bytes",
         "_batch_left",
+        "_driver",
         "_entering",
         "_idle",
         "_running",
@@ -104,12 +108,12 @@ class Dispatcher:
         self,
         events: ListenerRegistry,
         lifecycle: ListenerRegistry,
-        ack: Callable[[int, tuple[Any, ...]], None],
+        driver: _Acknowledger,
     ) -> None:
         self.events = events
         self.lifecycle = lifecycle
-        self._ack = ack
-        self.user_event_listeners: list[Listener] = []
+        self._driver = driver
+        self.user_event_listeners: tuple[Listener, ...] = ()
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
@@ -232,7 +236,7 @@ class Dispatcher:
             await _run_listeners(registry.any_listeners(), (name, *args), name)
         if self.user_event_listeners and name.startswith("user:"):
             session = args[0] if args else None
-            await _run_listeners(list(self.user_event_listeners), (name, session), name)
+            await _run_listeners(self.user_event_listeners, (name, session), name)
         reply = await _run_listeners(registry.take(name), args, name)
         if self.streams:
             for stream in list(self.streams):
@@ -241,10 +245,10 @@ class Dispatcher:
             # The server asked for an ack: answer with the first listener's return value
             # (a tuple spreads into several ack arguments, like python-socketio).
             values = reply if isinstance(reply, tuple) else (() if reply is None else (reply,))
-            self._ack(event.ack_id, values)
+            self._driver.ack(event.ack_id, values)
 
 
-async def _run_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
+async def _run_listeners(listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> Any:
     """Run ``listeners`` in order; the first value one of them returned other than ``None``
     (awaited if it is awaitable). An exception in a listener is logged and changes nothing
     (specs/client.md)."""

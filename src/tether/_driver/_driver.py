@@ -162,12 +162,12 @@ class Driver:
         max_message_size: int,
     ) -> None:
         self.core = core
-        self.dispatcher = Dispatcher(events, lifecycle, ack=self.ack)
+        self.dispatcher = Dispatcher(events, lifecycle, self)
         self.credentials = credentials
         self.connector = connector
         self.ssl = ssl
         self.max_message_size = max_message_size
-        self.deadlines = DeadlineKeeper(core, self.run_timer)
+        self.deadlines = DeadlineKeeper(core, self)
         self.watch = ConnectWatch(core)
         self.task_group: anyio.abc.TaskGroup | None = None
         self.session: TransportSession | None = None

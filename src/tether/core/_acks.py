@@ -78,8 +78,9 @@ class Acks:
         self._events = events
         self._next_id = 0
         self._waiting: dict[int, _Waiting] = {}
-        # (when, call id, _CALL or _TRY); stale entries are skipped when they come up.
-        self._deadlines: list[tuple[float, int, int]] = []
+        # (when, call id, _CALL or _TRY); stale entries are skipped when they come up. Made
+        # by the first deadline: most clients never set one.
+        self._deadlines: list[tuple[float, int, int]] | None = None
 
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._waiting
@@ -107,7 +108,7 @@ class Acks:
         assert call_id is not None
         self._waiting[call_id] = _Waiting(_UNPLACED, message, user, retries, ack_timeout)
         if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, call_id, _CALL))
+            self._push(deadline, call_id, _CALL)
 
     def place(self, call_id: int, buffer_key: int | None, now: float) -> None:
         """Where the message went: the outbox (``buffer_key`` is ``None``: its first try
@@ -152,7 +153,12 @@ class Acks:
         waiting.place = _QUEUED
         if waiting.ack_timeout is not None:
             waiting.try_deadline = now + waiting.ack_timeout
-            heapq.heappush(self._deadlines, (waiting.try_deadline, call_id, _TRY))
+            self._push(waiting.try_deadline, call_id, _TRY)
+
+    def _push(self, when: float, call_id: int, kind: int) -> None:
+        if self._deadlines is None:
+            self._deadlines = []
+        heapq.heappush(self._deadlines, (when, call_id, kind))
 
     # --- outcomes -----------------------------------------------------------------------------
 
@@ -198,6 +204,8 @@ class Acks:
 
     def next_deadline(self) -> float | None:
         deadlines = self._deadlines
+        if deadlines is None:
+            return None
         while deadlines and not self._current(deadlines[0]):
             heapq.heappop(deadlines)
         return deadlines[0][0] if deadlines else None
@@ -210,6 +218,8 @@ class Acks:
         withdrawn: list[int] = []
         again: list[Outgoing] = []
         deadlines = self._deadlines
+        if deadlines is None:
+            return withdrawn, again
         while deadlines and deadlines[0][0] <= now:
             entry = heapq.heappop(deadlines)
             if not self._current(entry):

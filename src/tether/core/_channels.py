@@ -58,7 +58,8 @@ class Channels:
         self._wanted: dict[str, bool] = {}  # channel -> echo flag
         self._told: dict[str, bool] = {}  # what this session's hub has, with its flag
         self._profile: dict[str, Any] | None = None  # the last ``update`` payload
-        self._positions: dict[str, str] = {}  # channel -> the last position seen there
+        # channel -> the last position seen there; made when a hub first gives one.
+        self._positions: dict[str, str] | None = None
         #: The last position seen in the broadcast stream, offered with the CONNECT.
         self.broadcast_position: str | None = None
         #: Whether the server has shown it is a hub with continuity (it gave a position):
@@ -92,7 +93,8 @@ class Channels:
         join's, contract 2.4): a recovered session sends the leave at its connect.
         """
         self._wanted.pop(channel, None)
-        self._positions.pop(channel, None)
+        if self._positions is not None:
+            self._positions.pop(channel, None)
         if channel not in self._told:
             return None
         if not connected:
@@ -121,7 +123,7 @@ class Channels:
             ("leave", {"channel": channel, "echo": told.pop(channel)})
             for channel in [c for c in told if c not in self._wanted]
         ]
-        positions = self._positions
+        positions = self._positions or {}
         for channel, echo in self._wanted.items():
             told[channel] = echo
             payload: dict[str, Any] = {"channel": channel, "echo": echo}
@@ -145,7 +147,12 @@ class Channels:
                 if channel is None:
                     self.broadcast_position = position
                 elif type(channel) is str and channel in self._wanted:
-                    self._positions[channel] = position
+                    self._position(channel, position)
+
+    def _position(self, channel: str, position: str) -> None:
+        if self._positions is None:
+            self._positions = {}
+        self._positions[channel] = position
 
     def joined(self, channel: str, since: str | None, answer: Any) -> StreamResumed | None:
         """The hub's answer to a join; the resume to report, if the join resumed."""
@@ -168,7 +175,7 @@ class Channels:
         if channel is None:
             self.broadcast_position = position
         elif channel in self._wanted:
-            self._positions[channel] = position
+            self._position(channel, position)
         if since is None:
             return None  # a first join: nothing to resume
         replayed = answer.get("replayed")

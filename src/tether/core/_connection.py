@@ -60,16 +60,13 @@ from ._errors import (
     BufferFull,
     ConnectError,
     DecodeError,
-    Disconnected,
     MessageTooLarge,
-    TetherError,
 )
 from ._events import (
     CloseTransport,
     ConnectFailed,
     Event,
     EventReceived,
-    MessageDropped,
     OpenTransport,
     ReconnectAttemptStarted,
     Reconnected,
@@ -111,18 +108,34 @@ _ACK: Final = PacketType.ACK
 class Connection:
     """One Socket.IO v5 client session over Engine.IO v4, as a pure state machine."""
 
+    __slots__ = (
+        "_acks",
+        "_attempts",
+        "_buffer",
+        "_channels",
+        "_engine",
+        "_events",
+        "_lifecycle",
+        "_namespace",
+        "_offered_broadcast",
+        "_outbox",
+        "_seq",
+        "options",
+    )
+
     def __init__(self, options: CoreOptions | None = None, *, random: Callable[[], float]) -> None:
         self.options = options = options if options is not None else CoreOptions()
         self._lifecycle = Lifecycle()
         self._events: list[Event] = []
         self._attempts = Attempts(options, random)
         self._acks = Acks(self._events)
-        self._outbox = Outbox(self._acks.taken)
+        self._outbox = Outbox(self._acks)
         self._buffer = BufferPolicy(
             OfflineBuffer(options.max_buffered, options.max_buffered_bytes),
             buffering=options.buffer_messages,
             overflow=options.overflow,
-            report=self._report_drop,
+            acks=self._acks,
+            events=self._events,
         )
         self._engine = EngineSession(options.max_payload, self._outbox)
         self._namespace = NamespaceSession(options.namespace, options.max_buffered_bytes)
@@ -391,7 +404,7 @@ class Connection:
                     else:
                         self._events.append(event)
                 else:
-                    self._on_packet(received, now)
+                    self._on_packet(received, self._engine.size_of(message), now)
             elif received is None:
                 return
             elif received is EngineSignal.HANDSHAKE:
@@ -447,7 +460,7 @@ class Connection:
                 self._tell_hub(notice)
             except MessageTooLarge:
                 # A profile set before this server said what it accepts (specs/bounds.md).
-                self._report_drop(notice[0], None, "too large")
+                self._buffer.report(notice[0], None, "too large")
         acks = self._acks
         limit = self._engine.max_payload
         assert limit is not None  # the handshake announced it
@@ -456,7 +469,7 @@ class Connection:
             if too_large(message, limit):
                 # Buffered before this server said what it accepts: it would close the
                 # whole connection on this one.
-                self._report_drop(message.event, message.call_id, "too large")
+                self._buffer.report(message.event, message.call_id, "too large")
                 continue
             if message.call_id is not None:
                 acks.queued(message.call_id, now)
@@ -581,7 +594,7 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def _on_packet(self, packet: Packet, now: float) -> None:
+    def _on_packet(self, packet: Packet, size: int, now: float) -> None:
         namespace = self._namespace
         if packet.namespace != namespace.name:
             return  # another namespace of the same server: not ours to handle
@@ -590,7 +603,7 @@ class Connection:
         if kind is _EVENT:
             # receive() delivers the events of a connected session: this one came before
             # the CONNECT reply (Socket.IO v5 §2.4 / pitfall 10) and waits for it.
-            namespace.hold(packet)
+            namespace.hold(packet, size)
         elif kind is _ACK:
             # Only a written call resolves, and written calls exist only while connected
             # (the loss of their session fails them); an ACK for another id is ignored.
@@ -764,20 +777,6 @@ class Connection:
             key = self._buffer.readmit(message)
             if key is not None and call_id is not None:
                 acks.buffered(call_id, key)
-
-    def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
-        self._events.append(MessageDropped(event, call_id, reason))
-        if call_id is not None:
-            error: TetherError
-            if reason == "not connected":
-                error = Disconnected(reason)
-            elif reason == "too large":
-                error = MessageTooLarge(
-                    "dropped from the buffer: larger than the server's maxPayload"
-                )
-            else:
-                error = BufferFull(reason)
-            self._acks.refuse(call_id, error)
 
 
 def _emitted(message: Outgoing) -> int:

@@ -119,6 +119,11 @@ class EngineSession:
 
     # --- the heartbeat ---------------------------------------------------------------------
 
+    def size_of(self, message: str | bytes) -> int:
+        """What the packet that ``message`` completed took on the wire (a binary packet's
+        header and every attachment)."""
+        return len(message) if isinstance(message, str) else self._decoder.completed_size
+
     def heartbeat_deadline(self) -> float | None:
         window = self._heartbeat_window
         return None if window is None else self._last_received + window

@@ -18,6 +18,7 @@ code: the core turns it into a disconnect reason (``"parse error"``) and a recon
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -94,8 +95,18 @@ class DecodeError(RemoteProtocolError):
     """
 
 
+def _previewer() -> reprlib.Repr:
+    shortened = reprlib.Repr()
+    shortened.maxlevel = 3  # the nesting shown: a 1000-deep value must not recurse
+    shortened.maxstring = shortened.maxother = shortened.maxlong = 60
+    return shortened
+
+
+_PREVIEW = _previewer()
+
+
 def preview(value: object) -> str:
-    """A short rendering of bad input for error messages: input can be megabytes long, and an
-    error text ends up in logs."""
-    text = repr(value)
+    """A short rendering of bad input for error messages: input can be megabytes long or
+    nested a thousand deep, and an error text ends up in logs."""
+    text = _PREVIEW.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

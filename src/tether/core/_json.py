@@ -62,7 +62,7 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["MAX_NESTING_DEPTH", "dumps", "dumps_with_binary", "loads"]
+__all__ = ["MAX_NESTING_DEPTH", "dumps", "dumps_with_binary", "loads", "loads_fast"]
 
 # --------------------------------------------------------------------------------------------
 # Encoding
@@ -335,11 +335,15 @@ def _stdlib_loads(text: str | bytes) -> Any:
 
 #: ``loads(text: str | bytes) -> Any``: decode JSON text, raising only ``ValueError``.
 loads: Callable[[str | bytes], Any]
+#: ``loads`` without the fallback: the faster decoder alone, for a fast path that sends
+#: what it refuses to a general path which calls ``loads`` (so one behaviour either way).
+loads_fast: Callable[[str | bytes], Any]
 try:
     from orjson import loads as _orjson_loads
 except ImportError:
-    loads = _stdlib_loads
+    loads = loads_fast = _stdlib_loads
 else:
+    loads_fast = _orjson_loads
 
     def _orjson_first(text: str | bytes) -> Any:
         """Decode JSON ``text`` with orjson, or with the stdlib where orjson refuses it."""

@@ -137,8 +137,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
 #: The one ``transitions.Machine`` that enforces :data:`TRANSITIONS` for every client. It is
 #: built once, holds no model, and is handed each client's :class:`Lifecycle` as the model of
 #: one trigger call: ``transitions`` reads and writes only its ``state`` attribute. A Machine
-#: per client cost about 17 KB and 60 µs each (benchmarks/README.md); this one costs nothing
-#: per client and still lets ``transitions`` decide every move.
+#: per client would cost memory and time on every client (benchmarks/README.md); this one
+#: costs nothing per client and still lets ``transitions`` decide every move.
 _MACHINE: Final = Machine(
     model=None,
     states=list(State),

@@ -119,16 +119,15 @@ class NamespaceSession:
 
     # --- events ---------------------------------------------------------------------------
 
-    def hold(self, packet: Packet) -> None:
-        """Keep an event that came before the CONNECT reply (Socket.IO v5 §2.4, pitfall 10).
+    def hold(self, packet: Packet, size: int) -> None:
+        """Keep an event that came before the CONNECT reply (Socket.IO v5 §2.4, pitfall 10);
+        ``size`` is what it took on the wire.
 
         Raises :class:`DecodeError` past :data:`MAX_HELD_EVENTS` or the byte bound.
         """
         if len(self._held) >= MAX_HELD_EVENTS:
             raise DecodeError("too many events before the CONNECT reply")
-        # Only before the CONNECT reply, so measuring by re-encoding costs the hot path nothing.
-        text, attachments = _json.dumps_with_binary(packet.data)
-        self._held_bytes += len(text) + sum(len(a) for a in attachments)
+        self._held_bytes += size
         if self._held_bytes > self._max_held_bytes:
             raise DecodeError("too many bytes of events before the CONNECT reply")
         self._held.append(packet)

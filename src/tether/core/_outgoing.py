@@ -20,12 +20,12 @@ Three pieces, in the order a message meets them:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._engineio import EnginePacketType, encode_frame
-from ._errors import BufferFull, MessageTooLarge
+from ._errors import BufferFull, Disconnected, MessageTooLarge, TetherError
+from ._events import MessageDropped
 from ._options import OverflowPolicy
 from ._socketio import Packet, PacketType, encode_packet
 
@@ -42,6 +42,14 @@ __all__ = [
 
 _MESSAGE = EnginePacketType.MESSAGE
 _EVENT = PacketType.EVENT
+
+
+class _Acks(Protocol):
+    """What the way out needs of the acks (``_acks.Acks``)."""
+
+    def taken(self, call_id: int) -> bool: ...
+
+    def refuse(self, call_id: int, error: TetherError) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,18 +179,18 @@ class OfflineBuffer:
 class Outbox:
     """What is to be written on the open transport, in order.
 
-    ``on_taken(call_id)`` is told when the driver takes a call's frames (the call is then
+    ``acks.taken(call_id)`` is told when the driver takes a call's frames (the call is then
     written: its ack may come, or its session's loss fails it); it answers whether the call
     still wants to be sent (one that timed out meanwhile is skipped, never written). The
     outbox counts the user's messages in it, so the buffer's bounds hold while connected too:
     a server that stops reading makes them pile up here (``specs/bounds.md``).
     """
 
-    __slots__ = ("_bytes", "_entries", "_messages", "_on_taken")
+    __slots__ = ("_acks", "_bytes", "_entries", "_messages")
 
-    def __init__(self, on_taken: Callable[[int], bool]) -> None:
+    def __init__(self, acks: _Acks) -> None:
         self._entries: list[str | bytes | Outgoing] = []
-        self._on_taken = on_taken
+        self._acks = acks
         self._messages = 0
         self._bytes = 0
 
@@ -245,7 +253,7 @@ class Outbox:
         self._entries = []
         self._messages = self._bytes = 0
         frames: list[str | bytes] = []
-        on_taken = self._on_taken
+        on_taken = self._acks.taken
         for entry in entries:
             if type(entry) is Outgoing:
                 if entry.call_id is None or on_taken(entry.call_id):
@@ -263,13 +271,11 @@ class Outbox:
 
 
 class BufferPolicy:
-    """The offline buffer and what a full one does (contract 2.5).
+    """The offline buffer, what a full one does (``specs/client.md`` "Offline buffer and
+    drops"), and the report of every message dropped: a :class:`MessageDropped` in
+    ``events``, and for a call its failure (``acks.refuse``) with the error that says why."""
 
-    ``report(message, reason)`` is told about every message dropped, with ``"buffer full"``
-    or ``"not connected"`` (``buffer_messages=False``).
-    """
-
-    __slots__ = ("_report", "buffer", "buffering", "overflow")
+    __slots__ = ("_acks", "_events", "buffer", "buffering", "overflow")
 
     def __init__(
         self,
@@ -277,12 +283,30 @@ class BufferPolicy:
         *,
         buffering: bool,
         overflow: OverflowPolicy,
-        report: Callable[[str, int | None, str], None],
+        acks: _Acks,
+        events: list[Any],
     ) -> None:
         self.buffer = buffer
         self.buffering = buffering
         self.overflow = overflow
-        self._report = report
+        self._acks = acks
+        self._events = events
+
+    def report(self, event: str, call_id: int | None, reason: str) -> None:
+        """A message was dropped for ``reason``: ``"buffer full"``, ``"not connected"``
+        (``buffer_messages=False``) or ``"too large"`` (a smaller ``maxPayload``)."""
+        self._events.append(MessageDropped(event, call_id, reason))
+        if call_id is not None:
+            error: TetherError
+            if reason == "not connected":
+                error = Disconnected(reason)
+            elif reason == "too large":
+                error = MessageTooLarge(
+                    "dropped from the buffer: larger than the server's maxPayload"
+                )
+            else:
+                error = BufferFull(reason)
+            self._acks.refuse(call_id, error)
 
     def check_room(self, message: Outgoing, outbox: Outbox | None = None) -> None:
         """Raise :class:`BufferFull` if ``message`` would be refused under the ``raise``
@@ -311,12 +335,12 @@ class BufferPolicy:
         size = message.size
         if not outbox.fits(size, max_messages, max_bytes):
             if self.overflow is not OverflowPolicy.DROP_OLDEST or size > max_bytes:
-                self._report(message.event, message.call_id, "buffer full")
+                self.report(message.event, message.call_id, "buffer full")
                 return False
             # Some message is in the outbox: an empty one fits anything up to max_bytes.
             while not outbox.fits(size, max_messages, max_bytes):
                 dropped = outbox.pop_oldest()
-                self._report(dropped.event, dropped.call_id, "buffer full")
+                self.report(dropped.event, dropped.call_id, "buffer full")
         outbox.add_message(message)
         return True
 
@@ -324,25 +348,25 @@ class BufferPolicy:
         """Buffer ``message`` by the policy; its buffer key, or ``None`` if it was dropped
         (and reported). :meth:`check_room` has already refused it under ``raise``."""
         if not self.buffering:
-            self._report(message.event, message.call_id, "not connected")
+            self.report(message.event, message.call_id, "not connected")
             return None
         buffer = self.buffer
         size = message.size
         if not buffer.fits(size):
             if self.overflow is not OverflowPolicy.DROP_OLDEST or size > buffer.max_bytes:
                 # A message larger than the whole buffer can only drop itself.
-                self._report(message.event, message.call_id, "buffer full")
+                self.report(message.event, message.call_id, "buffer full")
                 return None
             while not buffer.fits(size):
                 dropped = buffer.pop_oldest()
-                self._report(dropped.event, dropped.call_id, "buffer full")
+                self.report(dropped.event, dropped.call_id, "buffer full")
         return buffer.push(message)
 
     def readmit(self, message: Outgoing) -> int | None:
         """Buffer a message that was never written, at the back; no other message is
         dropped for it (the ones already buffered are newer than nothing it displaced)."""
         if not self.buffering or not self.buffer.fits(message.size):
-            self._report(
+            self.report(
                 message.event, message.call_id, "buffer full" if self.buffering else "not connected"
             )
             return None
