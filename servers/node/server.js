@@ -102,6 +102,7 @@ const state = {
   disconnects: [], // {sid, reason}
   records: [], // the first argument of every "record" event, in arrival order
   ticks: 0, // how many "tick" events the ticker has emitted (POST /control/ticks)
+  pongs: {}, // sid -> how many Engine.IO pongs its connection has sent us
   connections: 0,
 };
 let ticker = null;
@@ -207,6 +208,12 @@ io.on("connection", (socket) => {
   });
   if (opts.lateHello) socket.emit("hello", { sid: socket.id });
 
+  // The client's pongs, counted as they are read: a client that keeps answering pings.
+  state.pongs[socket.id] = 0;
+  socket.conn.on("packet", (packet) => {
+    if (packet.type === "pong" && socket.id in state.pongs) state.pongs[socket.id] += 1;
+  });
+
   socket.on("disconnect", (reason) => {
     state.disconnects.push({ sid: socket.id, reason, ticks: state.ticks });
   });
@@ -285,6 +292,7 @@ async function handleControl(req, res) {
         refused: state.refused,
         records: state.records,
         ticks: state.ticks,
+        pongs: state.pongs,
         muted,
       });
     }
@@ -338,6 +346,7 @@ async function handleControl(req, res) {
         state.disconnects.length = 0;
         state.records.length = 0;
         state.ticks = 0;
+        state.pongs = {};
         state.connections = 0;
         return reply(res, 200, { ok: true });
       default:

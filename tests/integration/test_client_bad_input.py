@@ -137,9 +137,12 @@ async def test_a_hanging_auth_callable_is_bounded_by_the_attempts_timeout(
         events = Recorder(rt)
         await rt.wait_connected(10)
         await events.wait(lambda e: bool(e.of("error")))
-    assert errors_of(events) == ["timeout"]
-    assert events.of("attempt") == [1]
-    assert calls == 2
+    # The hung call is the first attempt's; on a very busy machine a later attempt may time
+    # out in its own right, so only the count is pinned: each attempt called auth once.
+    errors = errors_of(events)
+    assert errors and set(errors) == {"timeout"}
+    assert events.of("attempt") == list(range(1, len(errors) + 1))
+    assert calls == len(errors) + 1
     state = await sio_server.state()
     assert auths(state) == [{"token": "patient"}]
 
@@ -221,9 +224,12 @@ async def test_reserved_names_from_a_server_never_fire_lifecycle_listeners(
 async def test_a_slow_listener_misses_nothing_and_the_heartbeat_goes_on(
     server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
 ) -> None:
-    # Node pings every 250 ms and wants the pong within 500 ms. The listener holds the first
-    # event while the whole blast is read, for four times that window, then goes on slowly.
-    server = server_factory(server_kind, ping_interval=250, ping_timeout=500)
+    # The listener holds the first event of a 40,000-event blast while the client reads the
+    # rest; meanwhile Node's pings must go on being answered (before, the reader stopped at
+    # 10,000 queued events, the pings went unread and Node dropped the client with "ping
+    # timeout"). Node pings every 250 ms; its 5 s pingTimeout leaves room for a busy machine
+    # to read the blast, which Node's first ping waits behind.
+    server = server_factory(server_kind, ping_interval=250, ping_timeout=5000)
     count = 40_000
     release = anyio.Event()
     delivered: list[int] = []
@@ -239,11 +245,14 @@ async def test_a_slow_listener_misses_nothing_and_the_heartbeat_goes_on(
         rt.on("item", slow)
         await rt.wait_connected(10)
         sid = rt.get_socket_id()
+        assert sid is not None
         rt.emit("emit-many", count, 1)
         # Every event read, all but the first waiting for the listener (no 10,000 limit).
-        await until(lambda: rt._driver.dispatcher.backlog == count - 1, timeout=30)
-        await anyio.sleep(3.0)  # proves no ping timeout: four heartbeat windows
-        assert rt.is_connected() and rt.get_socket_id() == sid
+        await until(lambda: rt._driver.dispatcher.backlog >= count - 1, timeout=60)
+        # The listener is still stuck: four more pings come and get their pongs.
+        pongs = (await server.state())["pongs"][sid]
+        await server.wait_for(lambda s: s["pongs"][sid] >= pongs + 4, timeout=30)
+        assert rt.is_connected() and rt.get_socket_id() == sid and not delivered
         release.set()
         await until(lambda: len(delivered) == count, timeout=60)
         assert rt.get_socket_id() == sid
@@ -418,20 +427,33 @@ async def test_a_broken_handshake_fails_the_attempt_and_the_next_one_connects(
     assert events.of("attempt") == [1]
 
 
-async def test_a_server_that_stops_reading_neither_stops_the_heartbeat_nor_hangs_the_close(
+async def test_a_server_that_stops_reading_neither_stops_the_reader_nor_hangs_the_close(
     garbage_factory: GarbageFactory, transport_kind: str
 ) -> None:
-    server = garbage_factory(ping_interval=200, ping_timeout=300)
+    server = garbage_factory(ping_interval=200, ping_timeout=5000)
     server.push_modes("stop-reading")
+    ticks: list[int] = []
     async with client(server.url, transport_kind) as rt:
         events = Recorder(rt)
+        rt.on("tick", ticks.append)
         await rt.wait_connected(10)
         conn = await server.wait_connections(1)
         await server.wait_for(lambda s: not conn.reading)
         filler = "x" * 100_000
         for index in range(100):  # 10 MB: far more than the socket buffers hold
             rt.emit("fill", index, filler)
-        await anyio.sleep(2.0)  # proves no ping timeout: four heartbeat windows
+        await until(
+            lambda: (
+                rt._driver.session is not None
+                and rt._driver.session.writes is not None
+                and rt._driver.session.writes.writing
+            )
+        )
+        # The writer is stuck on the full socket; the reader still reads (a reader that
+        # wrote its own pongs would be stuck too, and time the connection out).
+        for tick in range(5):
+            conn.send(f'42["tick",{tick}]')
+            await until(lambda: ticks == list(range(tick + 1)))  # noqa: B023 (awaited here)
         assert rt.is_connected()
         with anyio.fail_after(10):  # the goodbye's 2 s and the close frame's 1 s, at most
             await rt.aclose()

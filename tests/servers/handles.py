@@ -75,7 +75,11 @@ class Refusal(TypedDict):
     time: float
 
 
-class ServerState(TypedDict):
+class _NodeOnlyState(TypedDict, total=False):
+    pongs: dict[str, int]  # Engine.IO pongs read, per sid
+
+
+class ServerState(_NodeOnlyState):
     connected: list[str]
     history: list[Connection]
     connections: int
