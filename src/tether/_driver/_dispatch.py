@@ -89,6 +89,7 @@ class Dispatcher:
     event that asked for an acknowledgement, with the first listener's return value."""
 
     __slots__ = (
+        "_batch_bytes",
         "_batch_left",
         "_driver",
         "_idle",
@@ -97,6 +98,7 @@ class Dispatcher:
         "events",
         "lifecycle",
         "queue",
+        "queued_bytes",
         "running",
         "streams",
         "user_event_listeners",
@@ -115,7 +117,10 @@ class Dispatcher:
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
+        #: The wire bytes of the server events in :attr:`queue` (the reader adds them).
+        self.queued_bytes = 0
         self._batch_left = 0  # facts of the batch being delivered, not delivered yet
+        self._batch_bytes = 0  # the wire bytes of that batch, counted until it is done
         self.running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -129,6 +134,16 @@ class Dispatcher:
     def backlog(self) -> int:
         """How many facts wait for their listeners."""
         return len(self.queue) + self._batch_left
+
+    @property
+    def backlog_bytes(self) -> int:
+        """About how many wire bytes the server events waiting for listeners took: those
+        queued, and the whole batch being delivered until it is done."""
+        return self.queued_bytes + self._batch_bytes
+
+    def behind(self, max_facts: int, max_bytes: int) -> bool:
+        """Whether the backlog reached ``max_facts`` facts or ``max_bytes`` bytes."""
+        return self.backlog >= max_facts or self.backlog_bytes >= max_bytes
 
     # --- queueing ----------------------------------------------------------------------------
 
@@ -183,6 +198,8 @@ class Dispatcher:
                 batch = self.queue
                 self.queue = []
                 self._batch_left = len(batch)
+                self._batch_bytes = self.queued_bytes
+                self.queued_bytes = 0
                 try:
                     for fact in batch:
                         self._batch_left -= 1
@@ -205,7 +222,10 @@ class Dispatcher:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
                     self.queue[:0] = batch[len(batch) - self._batch_left :]
                     self._batch_left = 0
+                    self.queued_bytes += self._batch_bytes
+                    self._batch_bytes = 0
                     raise
+                self._batch_bytes = 0
         finally:
             self.running = False
             if self._idle is not None:

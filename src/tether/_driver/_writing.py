@@ -22,6 +22,7 @@ half a frame on the stream; the driver then reconnects.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Final
@@ -30,9 +31,11 @@ import anyio
 import anyio.abc
 
 from tether.core import Connection
-from tether.transport import Transport, TransportError
+from tether.transport import TRANSPORT_ERROR, Transport, TransportError
 
 __all__ = ["CLOSE_WRITE_GRACE", "WritePath"]
+
+logger = logging.getLogger("tether")
 
 #: How long a closing transport may take to write its last frames (the goodbye DISCONNECT)
 #: and the write under way: against a peer that stopped reading a send can block until TCP
@@ -133,5 +136,10 @@ class WritePath:
             await self._transport.send_many(frames)
         except TransportError as exc:
             self._lost(exc.reason)
+        except Exception:
+            # A custom transport breaking its contract, or a bug: never into the user's task
+            # group (a call() writing its own packet would raise it to its caller too).
+            logger.exception("tether: internal error on the write path")
+            self._lost(TRANSPORT_ERROR)
         finally:
             self._writes -= 1
