@@ -89,16 +89,15 @@ class Dispatcher:
     event that asked for an acknowledgement, with the first listener's return value."""
 
     __slots__ = (
-        "_batch_bytes",
-        "_batch_left",
         "_driver",
         "_idle",
         "_task_group",
+        "backlog_bytes",
+        "batch_left",
         "entering",
         "events",
         "lifecycle",
         "queue",
-        "queued_bytes",
         "running",
         "streams",
         "user_event_listeners",
@@ -117,10 +116,12 @@ class Dispatcher:
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
-        #: The wire bytes of the server events in :attr:`queue` (the reader adds them).
-        self.queued_bytes = 0
-        self._batch_left = 0  # facts of the batch being delivered, not delivered yet
-        self._batch_bytes = 0  # the wire bytes of that batch, counted until it is done
+        #: Facts of the batch being delivered, not delivered yet.
+        self.batch_left = 0
+        #: About how many wire bytes the server events waiting for listeners took: those
+        #: queued (``Driver.route`` adds them) and the whole batch being delivered, until it
+        #: is done.
+        self.backlog_bytes = 0
         self.running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -133,17 +134,7 @@ class Dispatcher:
     @property
     def backlog(self) -> int:
         """How many facts wait for their listeners."""
-        return len(self.queue) + self._batch_left
-
-    @property
-    def backlog_bytes(self) -> int:
-        """About how many wire bytes the server events waiting for listeners took: those
-        queued, and the whole batch being delivered until it is done."""
-        return self.queued_bytes + self._batch_bytes
-
-    def behind(self, max_facts: int, max_bytes: int) -> bool:
-        """Whether the backlog reached ``max_facts`` facts or ``max_bytes`` bytes."""
-        return self.backlog >= max_facts or self.backlog_bytes >= max_bytes
+        return len(self.queue) + self.batch_left
 
     # --- queueing ----------------------------------------------------------------------------
 
@@ -197,12 +188,11 @@ class Dispatcher:
             while self.queue:
                 batch = self.queue
                 self.queue = []
-                self._batch_left = len(batch)
-                self._batch_bytes = self.queued_bytes
-                self.queued_bytes = 0
+                self.batch_left = len(batch)
+                batch_bytes = self.backlog_bytes  # all of it is in this batch
                 try:
                     for fact in batch:
-                        self._batch_left -= 1
+                        self.batch_left -= 1
                         if type(fact) is not EventReceived:
                             name = LIFECYCLE_EVENTS[type(fact)]
                             args = _lifecycle_args(fact)
@@ -220,12 +210,11 @@ class Dispatcher:
                             await self._deliver_event(fact)
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
-                    self.queue[:0] = batch[len(batch) - self._batch_left :]
-                    self._batch_left = 0
-                    self.queued_bytes += self._batch_bytes
-                    self._batch_bytes = 0
+                    # (Its bytes stay counted until the next batch is done.)
+                    self.queue[:0] = batch[len(batch) - self.batch_left :]
+                    self.batch_left = 0
                     raise
-                self._batch_bytes = 0
+                self.backlog_bytes -= batch_bytes
         finally:
             self.running = False
             if self._idle is not None:

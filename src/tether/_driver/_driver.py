@@ -255,7 +255,7 @@ class Driver:
                 self.watch.observe(event)
                 dispatcher.lifecycle_fact(event)
         if queued_bytes:
-            dispatcher.queued_bytes += queued_bytes
+            dispatcher.backlog_bytes += queued_bytes
         if queue and not dispatcher.running:
             dispatcher.kick()
         if lifecycle:

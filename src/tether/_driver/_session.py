@@ -208,7 +208,6 @@ class TransportSession:
         current_time = anyio.current_time
         drain_events = core.drain_events
         route = driver.route
-        behind = dispatcher.behind
         max_backlog = DISPATCH_BACKLOG_LIMIT
         max_backlog_bytes = DISPATCH_BACKLOG_BYTES
         connected = False
@@ -247,10 +246,13 @@ class TransportSession:
                 # bound: a reconnect while listeners are still behind completes (its attempts
                 # count from zero again), and then reads what recovery replays.
                 if (
-                    events
+                    connected
+                    and (
+                        dispatcher.backlog_bytes >= max_backlog_bytes
+                        or len(dispatcher.queue) + dispatcher.batch_left >= max_backlog
+                    )
+                    and events
                     and type(events[-1]) is EventReceived
-                    and connected
-                    and behind(max_backlog, max_backlog_bytes)
                 ):
                     logger.warning(
                         "tether: %d events (%d bytes) wait for slow listeners; "
