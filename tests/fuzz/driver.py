@@ -10,7 +10,8 @@ contract 2.6):
 2. **Every message has a documented outcome**, predicted here from the codecs alone
    (``decode_engine_packet``, ``parse_handshake`` and a ``PacketDecoder`` fed the same
    messages): a ping gets its pong and nothing else; NOOP, PONG and UPGRADE are ignored; a
-   CLOSE is ``"transport close"``; a message the codecs refuse, a second handshake, a message
+   CLOSE is ``"transport close"`` (the unanswered-CONNECT message when no Socket.IO packet
+   came since our CONNECT); a message the codecs refuse, a second handshake, a message
    before the handshake, a CONNECT reply without a sid or while connected, a CONNECT_ERROR
    while connected, are ``"parse error"``; a refusal closes for good; a server DISCONNECT is
    ``"io server disconnect"``. A connection lost for any reason closes its transport
@@ -65,6 +66,7 @@ from tether.core import (
 )
 from tether.core._engineio import decode_engine_packet, parse_handshake
 from tether.core._errors import DecodeError
+from tether.core._namespace import UNANSWERED_CONNECT
 from tether.core._socketio import MAX_ACK_ID, MAX_ATTACHMENTS, Packet, PacketDecoder, PacketType
 
 from .frames import (
@@ -117,6 +119,9 @@ class CoreFuzzer:
         self.engine_open = False  # that transport's Engine.IO handshake is done
         self.shadow = PacketDecoder()  # fed what the core's decoder is fed
         self.held = 0  # events for our namespace held before the CONNECT reply
+        # Our CONNECT went out and no Socket.IO packet came since (specs/client.md "What a
+        # failed attempt says"): a transport close then suggests a parser mismatch.
+        self.awaiting_reply = False
         self.server_ack_ids: list[int] = []
 
     # -- where the connection is ------------------------------------------------------------
@@ -130,6 +135,7 @@ class CoreFuzzer:
         self.engine_open = False
         self.shadow.reset()
         self.held = 0
+        self.awaiting_reply = False
 
     # -- the driver's side ------------------------------------------------------------------
 
@@ -216,8 +222,10 @@ class CoreFuzzer:
             assert step.events == [], step
             assert len(step.sent) == 1 and str(step.sent[0]).startswith("40"), step
             self.engine_open = True
+            self.awaiting_reply = True
         elif expect is Expect.PACKET:
             assert packet is not None
+            self.awaiting_reply = False
             self.check_packet(packet, connected, step)
         else:
             self.check_lost(step, expect.value, connected, closed_by_core=True)
@@ -332,6 +340,8 @@ class CoreFuzzer:
         if connected:
             assert step.of(SocketDisconnected) == [SocketDisconnected(reason)], (reason, step)
         else:
+            if reason == "transport close" and self.awaiting_reply:
+                reason = UNANSWERED_CONNECT
             failures = step.of(ConnectFailed)
             assert [f.error.message for f in failures] == [reason], (reason, step)
         assert self.h.state in (State.RECONNECTING, State.CLOSED), (reason, step)
