@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio
@@ -43,7 +43,13 @@ from tether.core import (
     StateChanged,
 )
 
-__all__ = ["LIFECYCLE_EVENTS", "RESERVED_LIFECYCLE_NAMES", "Dispatcher"]
+__all__ = [
+    "LIFECYCLE_EVENTS",
+    "RESERVED_LIFECYCLE_NAMES",
+    "Dispatcher",
+    "RunListeners",
+    "run_listeners",
+]
 
 logger = logging.getLogger("tether")
 
@@ -62,6 +68,10 @@ LIFECYCLE_EVENTS: Final[dict[type, str]] = {
 #: The names ``rt.on(name)`` treats as lifecycle events: Socket.IO's reserved ones, which
 #: no server may emit (socketio-protocol.md §2.8), as in socket.io-client.
 RESERVED_LIFECYCLE_NAMES: Final = frozenset({"connect", "disconnect", "connect_error"})
+
+#: How a dispatcher runs the listeners of one fact: ``(listeners, args, name)`` → the first
+#: value one of them returned other than ``None`` (the ack to a server event that asks for one).
+RunListeners = Callable[[list[Listener], tuple[Any, ...], str], Awaitable[Any]]
 
 
 def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
@@ -91,6 +101,7 @@ class Dispatcher:
         "events",
         "lifecycle",
         "queue",
+        "run_listeners",
         "streams",
         "user_event_listeners",
     )
@@ -104,6 +115,9 @@ class Dispatcher:
         self.events = events
         self.lifecycle = lifecycle
         self._ack = ack
+        #: Where listeners run: here, in the dispatcher task; ``tether.sync`` puts them in its
+        #: listener thread.
+        self.run_listeners: RunListeners = run_listeners
         self.user_event_listeners: list[Listener] = []
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
@@ -159,6 +173,12 @@ class Dispatcher:
             self._running = True
             self._task_group.start_soon(self._loop, name="tether dispatcher")
 
+    def end_streams(self) -> None:
+        """The client is leaving: every ``events()`` iterator ends after its queued events."""
+        if self.streams:
+            for stream in list(self.streams):
+                stream.end()
+
     async def wait_idle(self) -> None:
         """Return once every queued fact has been delivered."""
         while self.queue or self._running:
@@ -180,12 +200,19 @@ class Dispatcher:
                     for fact in batch:
                         delivered += 1
                         self._batch_left -= 1
-                        if type(fact) is EventReceived:
-                            await self._deliver_event(fact)
-                        else:
-                            name = LIFECYCLE_EVENTS[type(fact)]
-                            args = _lifecycle_args(fact)
-                            await _run_listeners(self.lifecycle.take(name), args, name)
+                        try:
+                            if type(fact) is EventReceived:
+                                await self._deliver_event(fact)
+                            else:
+                                name = LIFECYCLE_EVENTS[type(fact)]
+                                args = _lifecycle_args(fact)
+                                await self.run_listeners(self.lifecycle.take(name), args, name)
+                        except Exception:
+                            # A bug in tether (listeners' own errors are caught where they
+                            # run): logged, and the next fact is delivered.
+                            logger.exception(
+                                "tether: internal error delivering %s", type(fact).__name__
+                            )
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
                     self.queue[:0] = batch[delivered:]
@@ -202,12 +229,13 @@ class Dispatcher:
         name = event.name
         args = event.args
         registry = self.events
+        run = self.run_listeners
         if registry.has_any:
-            await _run_listeners(registry.any_listeners(), (name, *args), name)
+            await run(registry.any_listeners(), (name, *args), name)
         if self.user_event_listeners and name.startswith("user:"):
             session = args[0] if args else None
-            await _run_listeners(list(self.user_event_listeners), (name, session), name)
-        reply = await _run_listeners(registry.take(name), args, name)
+            await run(list(self.user_event_listeners), (name, session), name)
+        reply = await run(registry.take(name), args, name)
         if self.streams:
             for stream in list(self.streams):
                 stream.push(name, args)
@@ -218,7 +246,7 @@ class Dispatcher:
             self._ack(event.ack_id, values)
 
 
-async def _run_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
+async def run_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
     """Run ``listeners`` in order; the first value one of them returned other than ``None``
     (awaited if it is awaitable). An exception in a listener is logged and changes nothing
     (specs/client.md)."""

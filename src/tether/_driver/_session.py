@@ -85,6 +85,20 @@ class TransportSession:
         driver.core.transport_closed(self.token, reason, now=anyio.current_time())
         driver.pump()
 
+    def _failed(self) -> None:
+        """An internal error ended the session: the core hears of a failed attempt or a
+        broken transport, whichever it waits for (it ignores the other)."""
+        if self.closing:
+            return
+        self.closing = True
+        driver = self._driver
+        driver.deadlines.connect_done(self)
+        driver.deadlines.reader_done(self.transport)
+        now = anyio.current_time()
+        driver.core.transport_failed(self.token, "internal error", now=now)
+        driver.core.transport_closed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
+        driver.pump()
+
     def end(self) -> None:
         """Cancel the session's task: it closes the transport and ends."""
         if self.task is not None:
@@ -98,6 +112,11 @@ class TransportSession:
             transport = await self._connect()
             if transport is not None:
                 await self._read(transport)
+        except Exception:
+            # A bug in tether or in a custom Connector: never into the task group, which
+            # holds the user's code too. The attempt (or the connection) fails instead.
+            logger.exception("tether: internal error in transport session %d", self.token)
+            self._failed()
         finally:
             driver.deadlines.connect_done(self)
             driver.deadlines.ensure()

@@ -22,6 +22,7 @@ half a frame on the stream; the driver then reconnects.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Final
@@ -29,10 +30,12 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from tether.core import Connection
+from tether.core import Connection, DisconnectReason
 from tether.transport import Transport, TransportError
 
 __all__ = ["CLOSE_WRITE_GRACE", "WritePath"]
+
+logger = logging.getLogger("tether")
 
 #: How long a closing transport may take to write its last frames (the goodbye DISCONNECT)
 #: and the write under way: against a peer that stopped reading a send can block until TCP
@@ -110,11 +113,15 @@ class WritePath:
         self._task_group.start_soon(self._finish, last, name="tether closer")
 
     async def _finish(self, last: list[str | bytes]) -> None:
-        with anyio.move_on_after(CLOSE_WRITE_GRACE):
-            # An empty send_many waits its turn at the send lock: the write under way is
-            # over when it returns.
-            await self._send(last)
-        self._end()
+        try:
+            with anyio.move_on_after(CLOSE_WRITE_GRACE):
+                # An empty send_many waits its turn at the send lock: the write under way is
+                # over when it returns.
+                await self._send(last)
+        except Exception:  # a bug in tether: never into the task group (specs/client.md)
+            logger.exception("tether: internal error while closing the transport")
+        finally:
+            self._end()
 
     async def _write_loop(self) -> None:
         core = self._core
@@ -124,6 +131,9 @@ class WritePath:
                 if not frames:
                     break
                 await self._send(frames)
+        except Exception:  # a bug in tether: never into the task group (specs/client.md)
+            logger.exception("tether: internal error in the writer")
+            self._lost(DisconnectReason.TRANSPORT_ERROR)
         finally:
             self._writer_running = False
 
