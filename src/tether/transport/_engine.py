@@ -63,6 +63,7 @@ __all__ = ["PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport
 
 logger = logging.getLogger("tether.transport")
 
+#: The transports the client may use, in its default order of preference.
 TRANSPORT_NAMES: Final = ("websocket", "polling")
 #: How often a probe cut off by the read deadline is tried again.
 PROBE_TRIES: Final = 3
@@ -284,6 +285,7 @@ class EngineTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
+        """Whether the session is over: closed locally, or its transport failed."""
         return self._closed or self._current.closed
 
     @property
@@ -325,9 +327,11 @@ class EngineTransport(ReadDeadline):
         return await self._current.receive()
 
     async def send(self, message: Message) -> None:
+        """Send one packet over the transport that carries the session."""
         await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message]) -> None:
+        """Send packets in order; during the switch to WebSocket they wait for it."""
         held = self._held
         if held is not None:
             # The switch is under way: these go over WebSocket after "5", in order.
@@ -348,6 +352,7 @@ class EngineTransport(ReadDeadline):
                 self._sends_done.set()
 
     async def aclose(self) -> None:
+        """Close the session, the WebSocket being probed included. Never raises."""
         self._closed = True
         self._upgrader = None
         probe, self._probe = self._probe, None

@@ -255,6 +255,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def sid(self) -> str:
+        """The Engine.IO session id the server gave (in every request's query)."""
         return self._session.sid
 
     @property
@@ -284,6 +285,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
+        """Whether the session is over (closed locally, or a request failed)."""
         return self._error is not None
 
     @property

@@ -65,6 +65,7 @@ class Proxy:
 
     @property
     def where(self) -> str:
+        """``http://host:port``, without the credentials: for error texts and logs."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{shown}:{self.port}"
 
