@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.lowlevel
 
 from tether._listeners import ListenerRegistry
@@ -216,6 +215,10 @@ class Driver:
         if token is None:
             # The client left meanwhile: nothing else runs it now.
             return fn(*args)
+        # Here, not at the top: a program that never calls from another thread does not
+        # import it (and concurrent.futures) with tether.
+        import anyio.from_thread
+
         try:
             return anyio.from_thread.run_sync(fn, *args, token=token)
         except anyio.RunFinishedError:
