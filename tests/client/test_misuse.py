@@ -12,7 +12,7 @@ import pytest
 import tether
 from tether.transport import MemoryConnector
 
-from .helpers import ScriptedServer
+from .helpers import ScriptedServer, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +89,7 @@ async def test_a_waiter_in_another_task_wakes_when_the_client_leaves() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg, rt:
             tg.start_soon(wait)
-            await anyio.sleep(0.01)  # the waiter is waiting
+            await wait_until(lambda: rt._driver.watch._changed is not None)  # it waits
     assert len(errors) == 1
     assert "left its `async with` while this waited" in str(errors[0])
 

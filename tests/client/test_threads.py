@@ -79,7 +79,7 @@ async def test_sync_methods_work_from_plain_threads_in_order() -> None:
         assert frames[0].endswith('["join",{"channel":"room","echo":true}]')
         assert frames[1:4] == ['42["n",0]', '42["n",1]', '42["n",2]']
         assert '"eventName":"chat"' in frames[4] and '"eventName":"news"' in frames[5]
-        assert frames[6].startswith('42["update"') and frames[7].startswith('42["leave"')
+        assert '["update",' in frames[6] and '["leave",' in frames[7]
         assert rt.listeners("late") == []
         # Listeners still run in the client's own loop.
         await peer.send('42["ping"]')

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 from hub.conftest import HubProcess
 from servers.handles import NodeServer
 
-__all__ = ["until"]
+__all__ = ["closed_port", "thread_names", "until"]
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,14 @@ def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(0.005)
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (it was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def thread_names() -> set[str]:

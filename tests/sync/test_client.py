@@ -17,7 +17,7 @@ import tether.sync
 from hub.conftest import HubProcess, unique
 from servers.handles import NodeServer, ServerOptions
 
-from .conftest import thread_names, until
+from .conftest import closed_port, thread_names, until
 
 FAST: dict[str, Any] = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
 
@@ -181,9 +181,11 @@ def test_a_refusal_raises_connect_error(backend: str) -> None:
 
 
 def test_wait_connected_times_out(backend: str) -> None:
-    # A TCP port that accepts nothing: every attempt fails, and wait_connected gives up
-    # at its own timeout.
-    with tether.sync.RealtimeClient("http://127.0.0.1:9", backend=backend, **FAST) as rt:
+    # A TCP port nobody listens on: every attempt fails, and wait_connected gives up at its
+    # own timeout.
+    with tether.sync.RealtimeClient(
+        f"http://127.0.0.1:{closed_port()}", backend=backend, **FAST
+    ) as rt:
         with pytest.raises(TimeoutError):
             rt.wait_connected(timeout=0.3)
         assert rt.state in (tether.State.CONNECTING, tether.State.RECONNECTING)
