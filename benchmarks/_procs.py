@@ -176,9 +176,13 @@ class NodeServer:
             os.unlink(self._log.name)
 
 
-def client_env() -> dict[str, str]:
+def client_env(python_path: str | None = None) -> dict[str, str]:
+    """The environment of a client process: the benchmarks importable, and with
+    ``python_path`` first, tether imported from there instead of this checkout."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), python_path, env.get("PYTHONPATH", "")])
+    )
     env.pop("PYTHONASYNCIODEBUG", None)
     env["PYTHONHASHSEED"] = "0"
     return env
@@ -187,7 +191,14 @@ def client_env() -> dict[str, str]:
 class ClientRun:
     """One bench in a fresh Python subprocess; ``RESULT``/``READY`` lines on its stdout."""
 
-    def __init__(self, module_args: list[str], bench_args: list[str], timeout: float) -> None:
+    def __init__(
+        self,
+        module_args: list[str],
+        bench_args: list[str],
+        timeout: float,
+        *,
+        python_path: str | None = None,
+    ) -> None:
         self.timeout = timeout
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()/finish()
             prefix="tether-bench-client-", suffix=".log", delete=False
@@ -200,7 +211,7 @@ class ClientRun:
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd=ROOT,
-            env=client_env(),
+            env=client_env(python_path),
         )
         STARTED.add(self.proc)
         assert self.proc.stdout is not None

@@ -43,6 +43,9 @@ CLIENTS: dict[str, list[str]] = {
     "tether-asyncio": ["-m", "benchmarks.clients.tether_client", "--backend", "asyncio"],
     "tether-trio": ["-m", "benchmarks.clients.tether_client", "--backend", "trio"],
 }
+#: ``--compare-with TREE``: clients that import tether from another checkout's ``src`` (the
+#: code before a change), measured in the same run as today's.
+CLIENT_PYTHONPATH: dict[str, str] = {}
 #: Receive-only ceilings: anyio + wsproto with the minimal protocol (no Socket.IO layer).
 CEILINGS: dict[str, list[str]] = {
     "bare-asyncio": ["-m", "benchmarks.clients.bare_client", "--backend", "asyncio"],
@@ -188,7 +191,7 @@ def check_event_loop(name: str, result: dict[str, Any]) -> None:
 def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, Any] | None:
     """One bench in a fresh subprocess; None (and an entry in ERRORS) if it failed."""
     module = CLIENTS.get(name) or CEILINGS[name]
-    run = ClientRun(module, bench_args, timeout)
+    run = ClientRun(module, bench_args, timeout, python_path=CLIENT_PYTHONPATH.get(name))
     try:
         result = run.wait_for("RESULT")
     except BenchError as exc:
@@ -341,7 +344,9 @@ def storm_one(name: str, plan: Plan) -> dict[str, Any]:
     second: NodeServer | None = NodeServer(port=first.port).start(deferred=True)
     bench_args = ["--bench", "storm", "--url", first.url, "--count", str(plan.storm_clients)]
     bench_args += ["--concurrency", str(plan.concurrency)]
-    run = ClientRun(CLIENTS[name], bench_args, plan.timeout)
+    run = ClientRun(
+        CLIENTS[name], bench_args, plan.timeout, python_path=CLIENT_PYTHONPATH.get(name)
+    )
     try:
         ready = run.wait_for("READY")
         time.sleep(0.5)  # let the last connects settle
@@ -614,7 +619,13 @@ def chart(data: dict[str, Any], path: Path) -> bool:
         return False
     figures = data["figures"]
     clients = data["clients"]
-    colours = {"python-socketio": "#8c8c8c", "tether-asyncio": "#1f77b4", "tether-trio": "#2ca02c"}
+    colours = {
+        "python-socketio": "#8c8c8c",
+        "tether-asyncio": "#1f77b4",
+        "tether-trio": "#2ca02c",
+        "before-tether-asyncio": "#9ecae1",
+        "before-tether-trio": "#a1d99b",
+    }
     panels = [
         (
             "receive throughput (events/s, higher is better)",
@@ -790,6 +801,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="RealtimeClient(transport=NAME) for the tether clients (default: tether's default)",
     )
     parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="also measure tether as it is in another checkout (its src/), in the same run: "
+        "the clients before-tether-asyncio and before-tether-trio",
+    )
+    parser.add_argument(
         "--loop",
         choices=h.LOOPS,
         default=h.LOOPS[0],
@@ -825,6 +844,14 @@ def main(argv: list[str] | None = None) -> int:
         finish(stored, args.rerender.parent, args.rerender.stem)
         return 1 if stored["errors"] else 0
     plan = QUICK if args.quick else FULL
+    if args.compare_with is not None:
+        source = str((args.compare_with / "src").resolve())
+        for name in ("tether-asyncio", "tether-trio"):
+            before = f"before-{name}"
+            CLIENTS[before] = list(CLIENTS[name])
+            CLIENT_PYTHONPATH[before] = source
+            if not args.clients:
+                args.client_list.append(before)
     if args.tether_transport:
         for name in ("tether-asyncio", "tether-trio"):
             CLIENTS[name] = [*CLIENTS[name], "--transport", args.tether_transport]
@@ -835,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
     partial = bool(
         args.only
         or args.clients
+        or args.compare_with
         or args.tether_transport
         or args.loop != h.LOOPS[0]
         or args.psio_json != "orjson"

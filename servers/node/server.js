@@ -88,8 +88,11 @@ const state = {
   history: [], // {sid, auth, recovered, time} per accepted connection
   refused: [], // {auth, time} per handshake refused by the token middleware
   disconnects: [], // {sid, reason}
+  records: [], // the first argument of every "record" event, in arrival order
+  ticks: 0, // how many "tick" events the ticker has emitted (POST /control/ticks)
   connections: 0,
 };
+let ticker = null;
 let muted = opts.noPing;
 
 const now = () => Date.now() / 1000;
@@ -186,11 +189,12 @@ io.on("connection", (socket) => {
     auth: toJson(socket.handshake.auth),
     recovered: socket.recovered,
     time: now(),
+    ticks: state.ticks,
   });
   if (opts.lateHello) socket.emit("hello", { sid: socket.id });
 
   socket.on("disconnect", (reason) => {
-    state.disconnects.push({ sid: socket.id, reason });
+    state.disconnects.push({ sid: socket.id, reason, ticks: state.ticks });
   });
 
   const splitAck = (args) =>
@@ -210,6 +214,11 @@ io.on("connection", (socket) => {
     if (ack) setTimeout(() => ack("done"), seconds * 1000);
   });
   socket.on("no-ack", () => {});
+  socket.on("record", (...args) => {
+    const ack = splitAck(args);
+    state.records.push(toJson(args[0]));
+    if (ack) ack("ok");
+  });
   socket.on("emit-many", (...args) => {
     splitAck(args);
     const [count, size] = args;
@@ -260,6 +269,8 @@ async function handleControl(req, res) {
         connections: state.connections,
         disconnects: state.disconnects,
         refused: state.refused,
+        records: state.records,
+        ticks: state.ticks,
         muted,
       });
     }
@@ -287,6 +298,20 @@ async function handleControl(req, res) {
         }
         return reply(res, 200, { ok: true });
       }
+      case "ticks": {
+        // Emit "tick" n (1, 2, 3 ...) to everyone every `interval` ms (0 stops): a steady
+        // stream of broadcasts, replayed by connection state recovery.
+        const interval = Number(url.searchParams.get("interval")) || 0;
+        if (ticker) clearInterval(ticker);
+        ticker = null;
+        if (interval > 0) {
+          ticker = setInterval(() => {
+            state.ticks += 1;
+            io.emit("tick", state.ticks);
+          }, interval);
+        }
+        return reply(res, 200, { ok: true, ticks: state.ticks });
+      }
       case "mute":
         muted = true;
         return reply(res, 200, { ok: true });
@@ -297,6 +322,8 @@ async function handleControl(req, res) {
         state.history.length = 0;
         state.refused.length = 0;
         state.disconnects.length = 0;
+        state.records.length = 0;
+        state.ticks = 0;
         state.connections = 0;
         return reply(res, 200, { ok: true });
       default:

@@ -25,10 +25,13 @@ from .core import (
     Disconnected,
     DisconnectReason,
     MessageDropped,
+    MessageTooLarge,
     OverflowPolicy,
     ProtocolError,
+    ResumeReason,
     State,
     StateChanged,
+    StreamResumed,
     TetherError,
 )
 
@@ -42,11 +45,14 @@ __all__ = [
     "EventsOverflow",
     "Member",
     "MessageDropped",
+    "MessageTooLarge",
     "OverflowPolicy",
     "ProtocolError",
     "RealtimeClient",
+    "ResumeReason",
     "State",
     "StateChanged",
+    "StreamResumed",
     "TetherError",
 ]
 

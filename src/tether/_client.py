@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import random
+import secrets
 import ssl as _ssl
 import weakref
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from ._listeners import (
     Listener,
     ListenerRegistry,
     PayloadListener,
+    ResumeListener,
     StateListener,
     UserEventListener,
 )
@@ -63,18 +65,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: How long ``aclose()`` lets the dispatcher deliver the last events (disconnect ...).
 CLOSE_DRAIN_TIMEOUT: Final = 5.0
 
-#: The backoff jitter source of every client: no state to copy per client (a Mersenne Twister
-#: is 2.5 KB), nothing a ``random.seed()`` in user code could synchronise, and safe across
-#: fork (each draw reads the OS).
+#: The backoff jitter source of every client: no generator state to copy per client, nothing
+#: a ``random.seed()`` in user code could synchronise, and safe across fork (each draw reads
+#: the OS).
 _JITTER: Final = random.SystemRandom().random
+
+
+#: Members asked for per ``members`` page (the hub's most, specs/hub-wire-format.md §2.7.1).
+MEMBERS_PAGE: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A channel member as ``get_members`` returns it: the sid and the shared profile."""
+    """A channel member as ``get_members`` returns it: the sid and the shared profile.
+
+    ``oversized`` is ``True`` when the profile was too large to fit in a message this client
+    accepts: ``data`` is then ``None`` and the profile unknown.
+    """
 
     id: str
     data: Any
+    oversized: bool = False
 
 
 class RealtimeClient:
@@ -117,6 +128,8 @@ class RealtimeClient:
         transports: Sequence[str] = TRANSPORT_NAMES,
         proxy: str | None = None,
         trust_env: bool = True,
+        retries: int = 0,
+        ack_timeout: float | None = None,
     ) -> None:
         # Everything is validated here, at the caller's line.
         credentials = Credentials(url, path, auth, headers, query)
@@ -141,6 +154,10 @@ class RealtimeClient:
                 overflow=OverflowPolicy(overflow),
                 echo_messages=echo_messages,
                 auto_join_channels=auto_join_channels,
+                retries=retries,
+                ack_timeout=ack_timeout,
+                # The client instance's identity for a hub (specs/delivery.md §4.1).
+                client_id=secrets.token_urlsafe(16),
             ),
             random=_JITTER,
         )
@@ -413,6 +430,13 @@ class RealtimeClient:
         self._add(self._lifecycle, "buffer_overflow", fn)
         return fn
 
+    def on_resume(self, fn: ResumeListener) -> ResumeListener:
+        """Call ``fn(resume)`` after a reconnect (or ``close()`` + ``open()``) for each hub
+        stream the client had joined: its channels, and the broadcasts as ``channel=None``
+        (a :class:`~tether.StreamResumed`: ``resumed``, ``replayed``, ``reason``)."""
+        self._add(self._lifecycle, "resume", fn)
+        return fn
+
     def on_join(self, fn: PayloadListener) -> PayloadListener:
         """Call ``fn(payload)`` when a member joins one of your channels."""
         return self.on("channel:join", fn)
@@ -429,7 +453,12 @@ class RealtimeClient:
         """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
         if not callable(fn):
             raise TypeError("listener must be callable")
-        self._in_loop(functools.partial(self._driver.dispatcher.user_event_listeners.append, fn))
+        dispatcher = self._driver.dispatcher
+
+        def add() -> None:
+            dispatcher.user_event_listeners = (*dispatcher.user_event_listeners, fn)
+
+        self._in_loop(add)
         return fn
 
     def events(self, *names: str, max_queued: int = 1000) -> EventStream:
@@ -461,10 +490,21 @@ class RealtimeClient:
         driver.core.emit(event, *args, now=_now())
         driver.pump()
 
-    async def call(self, event: str, *args: Any, timeout: float | None = 30.0) -> Any:
+    async def call(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = 30.0,
+        retries: int | None = None,
+        ack_timeout: float | None = None,
+    ) -> Any:
         """Emit with an acknowledgement and return the ack's value (a tuple if several).
 
-        Raises :class:`~tether.AckTimeout`, :class:`~tether.Disconnected` or
+        ``timeout`` bounds the whole call, time in the offline buffer included (``None``: no
+        bound). ``retries`` and ``ack_timeout`` override the client's for this call: a try
+        ends with the ack, after ``ack_timeout``, or with a disconnect, and up to
+        ``retries`` more follow (specs/delivery.md §2). Raises :class:`~tether.AckTimeout`
+        or :class:`~tether.Disconnected` (the last try's error), or
         :class:`~tether.BufferFull`.
         """
         driver = self._driver
@@ -472,7 +512,9 @@ class RealtimeClient:
         if thread != get_ident():
             raise _misplaced(thread, "call")
         now = _now()
-        call_id = driver.core.call(event, *args, timeout=timeout, now=now)
+        call_id = driver.core.call(
+            event, *args, timeout=timeout, now=now, retries=retries, ack_timeout=ack_timeout
+        )
         waiter = CallWaiter()
         driver.calls[call_id] = waiter
         try:
@@ -548,22 +590,52 @@ class RealtimeClient:
         driver.pump()
 
     async def get_members(self, channel: str, *, timeout: float | None = 30.0) -> list[Member]:
-        """The members of ``channel`` across the hub, with their profiles."""
+        """The members of ``channel`` across the hub, with their profiles, in join order.
+
+        Asked for in pages that fit this client's ``max_message_size``
+        (specs/hub-wire-format.md §2.7.1), within ``timeout`` for all of them.
+        """
         thread = self._driver.thread
         if thread != get_ident():
             raise _misplaced(thread, "get_members")
         if not isinstance(channel, str) or not channel:
             raise ValueError("channel name must be a non-empty str")
-        reply = await self.call("members", {"channel": channel}, timeout=timeout)
-        if isinstance(reply, dict) and "error" in reply:
-            raise TetherError(f"members: {reply['error']}")
-        if not isinstance(reply, list):
-            raise TetherError("members: the server's reply is not a list")
-        return [
-            Member(str(item.get("id")), item.get("data"))
-            for item in reply
-            if isinstance(item, dict)
-        ]
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        members: dict[str, Member] = {}
+        request: dict[str, Any] = {
+            "channel": channel,
+            "limit": MEMBERS_PAGE,
+            "max_bytes": max(1024, self._driver.max_message_size),
+        }
+        while True:
+            left = None if deadline is None else max(deadline - anyio.current_time(), 0.001)
+            reply = await self.call("members", request, timeout=left)
+            if isinstance(reply, list):  # a hub without pages answers the whole list
+                return [_member(item) for item in reply if isinstance(item, dict)]
+            if not isinstance(reply, dict):
+                raise TetherError("members: the server's reply is not a list or a page")
+            if "error" in reply:
+                raise TetherError(f"members: {reply['error']}")
+            page = reply.get("members")
+            if not isinstance(page, list):
+                raise TetherError("members: the server's page holds no member list")
+            for item in page:
+                if isinstance(item, dict):
+                    member = _member(item)
+                    # A member who left and joined again while we paged is listed again,
+                    # later: keep the last entry, in its new place.
+                    members.pop(member.id, None)
+                    members[member.id] = member
+            cursor = reply.get("next")
+            if cursor is None:
+                return list(members.values())
+            if not isinstance(cursor, str):
+                raise TetherError("members: the server's next cursor is not a string")
+            request["cursor"] = cursor
+
+
+def _member(item: dict[str, Any]) -> Member:
+    return Member(str(item.get("id")), item.get("data"), item.get("oversized") is True)
 
 
 def _not_entered(method: str) -> RuntimeError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .core import ConnectError, MessageDropped, StateChanged
+from .core import ConnectError, MessageDropped, StateChanged, StreamResumed
 
 __all__ = [
     "AnyListener",
@@ -21,6 +21,7 @@ __all__ = [
     "Listener",
     "ListenerRegistry",
     "PayloadListener",
+    "ResumeListener",
     "StateListener",
     "UserEventListener",
 ]
@@ -44,6 +45,8 @@ AttemptListener = TypeVar("AttemptListener", bound=Callable[[int], object])
 StateListener = TypeVar("StateListener", bound=Callable[[StateChanged], object])
 #: ``fn(dropped)``: ``on_buffer_overflow``.
 DroppedListener = TypeVar("DroppedListener", bound=Callable[[MessageDropped], object])
+#: ``fn(resume)``: ``on_resume``.
+ResumeListener = TypeVar("ResumeListener", bound=Callable[[StreamResumed], object])
 #: ``fn(payload)``: ``on_join``, ``on_leave``, ``on_update``.
 PayloadListener = TypeVar("PayloadListener", bound=Callable[[Any], object])
 #: ``fn(event_name, session)``: ``on_user_event``.
@@ -77,7 +80,7 @@ class ListenerRegistry:
 
     def __init__(self) -> None:
         self._by_event: dict[str, list[Listener]] = {}
-        self._any: list[Listener] = []
+        self._any: tuple[Listener, ...] = ()  # copy-on-write; the empty tuple costs nothing
         self._with_once: set[str] | None = None  # events with a ``once`` listener; lazily
 
     @property
@@ -126,20 +129,20 @@ class ListenerRegistry:
     def add_any(self, fn: Listener) -> None:
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {type(fn).__name__}")
-        self._any = [*self._any, fn]
+        self._any = (*self._any, fn)
 
     def remove_any(self, fn: Listener | None = None) -> None:
         if fn is None:
-            self._any = []
+            self._any = ()
         else:
-            self._any = [x for x in self._any if x is not fn]
+            self._any = tuple(x for x in self._any if x is not fn)
 
     def listeners(self, event: str) -> list[Listener]:
         """The listeners registered for ``event``, as the user registered them."""
         return [x.fn if isinstance(x, _Once) else x for x in self._by_event.get(event, ())]
 
-    def any_listeners(self) -> list[Listener]:
-        """The catch-all listeners (copy-on-write: don't modify the list)."""
+    def any_listeners(self) -> tuple[Listener, ...]:
+        """The catch-all listeners."""
         return self._any
 
     def take(self, event: str) -> list[Listener]:

@@ -158,6 +158,29 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="largest message / engine.io packet accepted (default 1000000)",
     )
     p.add_argument(
+        "--max-channels-per-client",
+        type=_int_at_least(1),
+        default=1000,
+        metavar="N",
+        help="channels one client may be in at once; more joins are refused (default 1000)",
+    )
+    p.add_argument(
+        "--max-send-queue",
+        type=_int_at_least(100),
+        default=10_000,
+        metavar="N",
+        help="packets waiting for a client before it is disconnected as not reading "
+        "(default 10000)",
+    )
+    p.add_argument(
+        "--max-send-queue-bytes",
+        type=_int_at_least(1),
+        default=None,
+        metavar="BYTES",
+        help="bytes waiting for a client before it is disconnected as not reading "
+        "(default 4 x --max-payload)",
+    )
+    p.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default="warning",
@@ -190,6 +213,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_payload=args.max_payload,
             redis_prefix=args.redis_prefix,
             node_ttl=args.node_ttl,
+            max_channels_per_client=args.max_channels_per_client,
+            max_send_queue=args.max_send_queue,
+            max_send_queue_bytes=args.max_send_queue_bytes,
         )
     except ValueError as exc:
         print(f"tether serve: {exc}", file=sys.stderr)

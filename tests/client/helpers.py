@@ -29,6 +29,8 @@ class ScriptedServer:
         self.connector = connector
         self.peer: MemoryPeer | None = None
         self.count = 0
+        #: What each CONNECT said of the client for a hub (specs/delivery.md §4.1).
+        self.identities: list[Any] = []
 
     async def accept(
         self,
@@ -47,6 +49,11 @@ class ScriptedServer:
         connect = await peer.receive()
         assert isinstance(connect, str) and connect.startswith("40"), connect
         auth = json.loads(connect[2:]) if len(connect) > 2 else None
+        # The client's identity for a hub rides beside the user's auth: kept apart, so tests
+        # compare the auth the user gave.
+        if isinstance(auth, dict) and "tether" in auth:
+            self.identities.append(auth.pop("tether"))
+            auth = auth or None
         if reply:
             body: dict[str, Any] = {"sid": sid or f"sid-{self.count}"}
             if pid is not None:

@@ -40,6 +40,9 @@ async def test_transport_close_reconnects_with_new_sid_and_fresh_auth() -> None:
         peer.close()
         peer2, auth2 = await server.accept(sid="S2")
         assert auth2 == {"token": "b"}
+        # The client's identity for a hub is the same across reconnects (delivery.md §4.1).
+        first, second = server.identities
+        assert first == second and len(first["client"]) == 22
         await wait_until(lambda: ("reconnect", 1) in seen)
         assert rt.get_socket_id() == "S2"
     assert seen == [
@@ -205,10 +208,11 @@ async def test_offline_emits_flushed_in_order_after_connect() -> None:
         peer, _ = await server.accept()
         frames = [await peer.receive() for _ in range(4)]
     assert frames == [
-        '42["join",{"channel":"room","echo":false}]',
+        # A join asks for an ack: a hub answers with the channel's position.
+        '420["join",{"channel":"room","echo":false}]',
         '42["update",{"data":{"name":"bo"},"echo":true}]',
         '42["a",1]',
-        '42["message",{"channel":"room","eventName":"chat","message":"hi","echo":true}]',
+        '42["message",{"channel":"room","eventName":"chat","message":"hi","echo":true,"id":1}]',
     ]
 
 

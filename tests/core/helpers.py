@@ -238,10 +238,12 @@ class Harness:
     def emit(self, name: str, *args: Any) -> Step:
         return self.run(lambda: self.conn.emit(name, *args, now=self.now))
 
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> tuple[int, Step]:
+    def call(
+        self, name: str, *args: Any, timeout: float | None = None, **tries: Any
+    ) -> tuple[int, Step]:
         ids: list[int] = []
         step = self.run(
-            lambda: ids.append(self.conn.call(name, *args, timeout=timeout, now=self.now))
+            lambda: ids.append(self.conn.call(name, *args, timeout=timeout, now=self.now, **tries))
         )
         return ids[0], step
 

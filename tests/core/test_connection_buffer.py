@@ -82,8 +82,8 @@ def test_the_post_reconnect_order() -> None:
         ["join", {"channel": "b", "echo": True}],
         ["update", {"data": {"name": "ann"}, "echo": False}],
         ["offline", 1],
-        ["message", {"channel": "a", "eventName": "say", "message": "hi", "echo": False}],
-        ["message", {"eventName": "all", "message": 2, "echo": True}],
+        ["message", {"channel": "a", "eventName": "say", "message": "hi", "echo": False, "id": 1}],
+        ["message", {"eventName": "all", "message": 2, "echo": True, "id": 2}],
     ]
     assert payloads(h.emit("new").sent) == [["new"]]
 
@@ -131,10 +131,10 @@ def test_the_echo_default_comes_from_the_options() -> None:
     h.connect()
     assert payloads(h.join("c").sent) == [["join", {"channel": "c", "echo": False}]]
     assert payloads(h.send("c", "e", 1).sent) == [
-        ["message", {"channel": "c", "eventName": "e", "message": 1, "echo": False}]
+        ["message", {"channel": "c", "eventName": "e", "message": 1, "echo": False, "id": 1}]
     ]
     assert payloads(h.broadcast("e", 1, echo=True).sent) == [
-        ["message", {"eventName": "e", "message": 1, "echo": True}]
+        ["message", {"eventName": "e", "message": 1, "echo": True, "id": 2}]
     ]
 
 

@@ -11,9 +11,17 @@ from typing import Any
 
 import pytest
 
-from tether.core import Connection, CoreOptions, OverflowPolicy, State
+from tether.core import (
+    AckFailed,
+    Connection,
+    CoreOptions,
+    MessageDropped,
+    MessageTooLarge,
+    OverflowPolicy,
+    State,
+)
 
-from .helpers import Harness
+from .helpers import Harness, connect_reply, decode_sent, engine_open
 
 RESERVED = [
     "connect",
@@ -92,15 +100,51 @@ def test_misuse_raises_at_the_call_site(harness: Harness, case: str) -> None:
     assert h.conn.channels == {}
 
 
-def test_a_message_above_max_payload_is_refused(harness: Harness) -> None:
-    h = harness
-    with pytest.raises(ValueError, match="maxPayload"):
+@pytest.mark.parametrize("offline", [False, True], ids=["connected", "offline-after-a-connect"])
+def test_a_message_above_max_payload_is_refused(offline: bool) -> None:
+    # Once a server has announced its maxPayload (1 MB here), the limit is known, connected
+    # or not: a larger frame is refused at the call site.
+    h = Harness(draw=0.0)
+    h.connect()
+    if offline:
+        h.closed()
+    with pytest.raises(MessageTooLarge, match="maxPayload"):
         h.emit("big", "x" * 1_000_000)
     with pytest.raises(ValueError, match="maxPayload"):
         h.emit("big", "é" * 500_000)  # counted in UTF-8 bytes
     with pytest.raises(ValueError, match="maxPayload"):
         h.emit("big", b"x" * 1_000_001)  # one attachment too large
     h.emit("fits", "é" * 200_000)
+
+
+def test_before_the_first_connect_the_server_announces_the_limit() -> None:
+    # specs/bounds.md: before any server spoke, nothing is refused for its size; a connect's
+    # flush drops (and reports) what that server's maxPayload would refuse.
+    h = Harness(draw=0.0)
+    h.emit("fits", "x" * 2_000_000)
+    h.call("asks", "x" * 2_000_000, timeout=None)
+    h.update_profile({"blob": "x" * 2_000_000})
+    h.open()
+    h.opened()
+    h.receive(engine_open(max_payload=3_000_000))
+    step = h.receive(connect_reply())
+    assert [decode_sent(f)[1][0] for f in step.sent] == ["update", "fits", "asks"]
+    h.closed()
+    h.emit("offline big", "x" * 2_000_000)  # within the last server's 3 MB
+    call_id, _ = h.call("offline call", "x" * 2_000_000, timeout=None)
+    h.until_deadline()
+    h.opened()
+    h.receive(engine_open(max_payload=1_000_000))  # this server takes less
+    step = h.receive(connect_reply())
+    assert step.of(MessageDropped) == [
+        MessageDropped("update", None, "too large"),
+        MessageDropped("offline big", None, "too large"),
+        MessageDropped("offline call", call_id, "too large"),
+    ]
+    [failed] = step.of(AckFailed)
+    assert failed.call_id == call_id and isinstance(failed.error, MessageTooLarge)
+    with pytest.raises(MessageTooLarge):
+        h.emit("now refused", "x" * 2_000_000)
 
 
 def test_a_failed_call_does_not_register_a_timer() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tether.core import EventReceived, SocketConnected
 
-from .helpers import Harness, connect_request, decode_sent, event
+from .helpers import Harness, connect_reply, connect_request, decode_sent, event
 
 
 def test_the_offset_is_stripped_and_sent_back_with_the_pid_on_reconnect() -> None:
@@ -145,13 +145,30 @@ def test_a_recovered_session_catches_up_with_offline_channel_changes() -> None:
     ]
 
 
-def test_close_ends_the_session_so_open_does_not_ask_for_recovery() -> None:
+def test_close_keeps_pid_and_offset_and_the_server_decides() -> None:
+    # specs/delivery.md §3: a close() while connected says goodbye (41), so the server drops
+    # the session and answers the next CONNECT with a new one; the client still offers it.
     h = Harness()
     h.connect(pid="p1")
     h.receive(event("e", "o1"))
-    h.close()
+    assert h.close().sent == ["41"]
     h.open()
-    assert h.handshake().sent == ["40"]
+    assert decode_sent(h.handshake().sent[0])[1] == {"pid": "p1", "offset": "o1"}
+    h.receive(connect_reply("s2", pid="p2"))
+    assert h.conn.recovered is False
+
+
+def test_close_while_reconnecting_recovers_what_the_server_held() -> None:
+    h = Harness(draw=0.0)
+    h.connect(pid="p1")
+    h.receive(event("e", "o1"))
+    h.closed()  # the drop: no DISCONNECT reached the server, it keeps the session
+    assert h.close().sent == []  # nothing to say: not connected
+    h.open()
+    assert decode_sent(h.handshake().sent[0])[1] == {"pid": "p1", "offset": "o1"}
+    h.receive(event("missed", "o2"), connect_reply("s1", pid="p1"))
+    assert h.conn.recovered is True
+    assert h.received()[-1] == ("missed", ())
 
 
 def test_a_server_disconnect_ends_the_session_too() -> None:
@@ -171,17 +188,6 @@ def test_a_refusal_ends_the_session_too() -> None:
     h.until_deadline()
     h.handshake()
     h.receive('44{"message":"no"}')
-    h.open()
-    assert h.handshake().sent == ["40"]
-
-
-def test_close_after_the_client_gave_up_still_ends_the_session() -> None:
-    """close() in CLOSED (after reconnect_failed) must forget pid and offset too."""
-    h = Harness.with_options(reconnection_attempts=0)
-    h.connect(pid="p1")
-    h.receive(event("e", "o1"))
-    h.closed()  # no attempts allowed: reconnect_failed, CLOSED, session kept on the server
-    h.close()
     h.open()
     assert h.handshake().sent == ["40"]
 

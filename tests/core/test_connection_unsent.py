@@ -9,13 +9,17 @@ restores) is not. The harness plays a driver whose writes lag behind (``writing 
 
 from __future__ import annotations
 
+import pytest
+
 from tether.core import (
     AckFailed,
     AckReceived,
     AckTimeout,
+    BufferFull,
     CoreOptions,
     Disconnected,
     MessageDropped,
+    OverflowPolicy,
 )
 
 from .helpers import Harness, ack, decode_sent
@@ -72,22 +76,51 @@ def test_requeue_obeys_buffer_messages_and_the_buffer_bounds() -> None:
     assert step.of(MessageDropped)[0].reason == "not connected"
     assert volatile.conn.buffered == 0
 
-    small = lagging(CoreOptions(max_buffered=1))
+    # Written messages to try again and unwritten ones together can pass the buffer's
+    # bound (the outbox alone cannot: it has the same bound, see the next tests).
+    small = Harness(CoreOptions(max_buffered=2, retries=1), draw=0.0)
+    small.connect()
+    small.emit("written-1")
+    small.emit("written-2")
+    small.writing = False
     small.emit("kept")
-    small.emit("dropped")
     step = small.closed()
-    assert [d.event for d in step.of(MessageDropped)] == ["dropped"]
-    assert small.conn.buffered == 1
+    assert [d.event for d in step.of(MessageDropped)] == ["kept"]
+    assert small.conn.buffered == 2
 
 
 def test_a_requeued_call_that_is_dropped_fails() -> None:
-    h = lagging(CoreOptions(max_buffered=1))
-    h.emit("kept")
+    h = Harness(CoreOptions(max_buffered=1, retries=1), draw=0.0)
+    h.connect()
+    h.emit("written")
+    h.writing = False
     call_id, _ = h.call("ask", timeout=None)
     step = h.closed()
     assert step.of(MessageDropped) == [MessageDropped("ask", call_id, "buffer full")]
     [failed] = step.of(AckFailed)
     assert failed.call_id == call_id
+
+
+def test_the_buffers_bounds_hold_while_connected_to_a_server_that_does_not_read() -> None:
+    h = lagging(CoreOptions(max_buffered=2))
+    h.emit("one")
+    h.emit("two")
+    with pytest.raises(BufferFull, match="wait for the server to read them"):
+        h.emit("three")
+    h.conn.data_to_send()  # the writer takes them: room again
+    h.emit("three")
+
+    newest = lagging(CoreOptions(max_buffered=1, overflow=OverflowPolicy.DROP_NEWEST))
+    newest.emit("kept")
+    assert newest.emit("dropped").events == [MessageDropped("dropped", None, "buffer full")]
+
+    oldest = lagging(CoreOptions(max_buffered=1, overflow=OverflowPolicy.DROP_OLDEST))
+    oldest.ack(3)  # a frame of the session's own is not a message: it never counts
+    oldest.emit("old")
+    assert oldest.emit("new").events == [MessageDropped("old", None, "buffer full")]
+    assert [decode_sent(f)[1] for f in oldest.conn.data_to_send()] == [[], ["new"]]
+    huge = lagging(CoreOptions(max_buffered_bytes=100, overflow=OverflowPolicy.DROP_OLDEST))
+    assert huge.emit("x" * 200).events == [MessageDropped("x" * 200, None, "buffer full")]
 
 
 def test_nothing_is_requeued_from_an_attempt_that_never_connected() -> None:

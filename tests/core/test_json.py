@@ -50,6 +50,44 @@ def test_dumps_refuses_circular_references() -> None:
         dumps(loop)
 
 
+@pytest.mark.parametrize("encode", [dumps, dumps_with_binary])
+def test_dumps_refuses_nesting_beyond_the_recursion_limit_with_value_error(
+    encode: Callable[[Any], object],
+) -> None:
+    value: list[Any] = []
+    for _ in range(sys.getrecursionlimit() + 100):
+        value = [value]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        encode(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        ("\ud800", '"\\ud800"'),  # a lone high surrogate
+        ("a\udfffb", '"a\\udfffb"'),  # a lone low one, inside text
+        ("\udc80é", '"\\udc80é"'),  # os.fsdecode's surrogateescape of byte 0x80
+        # Two surrogate code points that pair up: JSON.stringify of that UTF-16 string.
+        ("\ud83d\ude00", '"\\ud83d\\ude00"'),
+        ({"\ud800": ["\udbff"]}, '{"\\ud800":["\\udbff"]}'),  # keys too
+        ("é✓😀", '"é✓😀"'),  # other non-ASCII stays as it is (ensure_ascii=False)
+    ],
+)
+def test_dumps_escapes_surrogates_like_json_stringify(value: Any, wire: str) -> None:
+    # A Python str may hold surrogate code points that UTF-8 cannot encode; escaped they are
+    # ASCII, and Node's JSON.parse gives back the same string (test_json_node.py).
+    assert dumps(value) == wire
+    assert dumps_with_binary([value, b"x"])[0] == f'[{wire},{{"_placeholder":true,"num":0}}]'
+    wire.encode("utf-8")  # what the transport does with it
+
+
+def test_escaped_surrogates_decode_back_to_the_same_string() -> None:
+    for value in ["\ud800", "x\udfffy", {"\udc00": "\udbff\udbff"}]:
+        assert loads(dumps(value)) == value
+    # A pair decodes as the character it encodes, as in JavaScript.
+    assert loads(dumps("\ud83d\ude00")) == "😀"
+
+
 # --------------------------------------------------------------------------------------------
 # dumps_with_binary
 # --------------------------------------------------------------------------------------------
@@ -170,7 +208,28 @@ def test_orjson_is_used_when_installed() -> None:
     # scripts/setup installs the fast extra, so orjson is there: a missing one must fail.
     import orjson
 
-    assert loads is orjson.loads
+    assert loads is _json._orjson_first
+    assert loads('{"a":[1.5]}') == orjson.loads('{"a":[1.5]}')
+
+
+def test_orjson_decodes_first_and_the_stdlib_only_what_orjson_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    original = _json._stdlib_loads
+
+    def stdlib(text: str | bytes) -> Any:
+        calls.append("stdlib")
+        return original(text)
+
+    monkeypatch.setattr(_json, "_stdlib_loads", stdlib)
+    assert loads('["e",1]') == ["e", 1]
+    assert calls == []
+    assert loads('["\\ud800"]') == ["\ud800"]  # orjson refuses lone surrogates
+    assert calls == ["stdlib"]
+    with pytest.raises(ValueError):
+        loads("[garbage")  # refused by both
+    assert calls == ["stdlib", "stdlib"]
 
 
 def test_fallback_is_used_without_orjson(stdlib_json: ModuleType) -> None:
@@ -192,6 +251,52 @@ def test_loads_parses_text_and_utf8_bytes(any_loads: Callable[[str | bytes], Any
     assert any_loads(" [1] ") == [1]
 
 
+def test_loads_accepts_lone_surrogates(any_loads: Callable[[str | bytes], Any]) -> None:
+    # JSON.parse and json.loads accept them; Node sends exactly these escapes.
+    assert any_loads('["e","\\ud800"]') == ["e", "\ud800"]
+    assert any_loads(b'{"\\udc00":"\\udbff\\ud800\\udfff"}') == {"\udc00": "\udbff\U000103ff"}
+    # Raw in a str (no WebSocket text frame can carry one, an in-memory transport can).
+    assert any_loads('["\ud800"]') == ["\ud800"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (str(2**63 - 1), 2**63 - 1),
+        (str(-(2**63)), -(2**63)),
+        (str(2**64 - 1), 2**64 - 1),  # orjson reads unsigned 64-bit integers exactly too
+        (str(2**64), float(2**64)),
+        (str(-(2**63) - 1), float(-(2**63) - 1)),
+        (str(10**30 + 1), 1e30),  # the nearest double, as JavaScript reads it
+        ("9" * 308, float("9" * 308)),
+        ("-0", 0),
+        ("-0.0", -0.0),
+        ("1e-400", 0.0),
+    ],
+)
+def test_loads_reads_integers_exactly_within_64_bits_and_as_doubles_beyond(
+    any_loads: Callable[[str | bytes], Any], text: str, value: float
+) -> None:
+    decoded = any_loads(f"[{text}]")[0]
+    assert decoded == value
+    assert type(decoded) is type(value)
+    assert math.copysign(1, decoded) == math.copysign(1, value)
+
+
+def test_loads_accepts_1024_levels_of_nesting(any_loads: Callable[[str | bytes], Any]) -> None:
+    value = any_loads("[" * 1023 + '{"k":1}' + "]" * 1023)
+    for _ in range(1023):
+        value = value[0]
+    assert value == {"k": 1}
+
+
+def test_loads_keeps_the_last_of_duplicate_keys_at_the_first_position(
+    any_loads: Callable[[str | bytes], Any],
+) -> None:
+    value = any_loads('{"a":1,"b":2,"a":3}')
+    assert list(value.items()) == [("a", 3), ("b", 2)]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -203,6 +308,14 @@ def test_loads_parses_text_and_utf8_bytes(any_loads: Callable[[str | bytes], Any
         "-Infinity",
         "1e400",
         "[" * 5000 + "]" * 5000,
+        "[" * 1025 + "]" * 1025,  # one level more than orjson (and so we) allow
+        "\ufeff[1]",  # a BOM: RFC 8259 §8.1, and JSON.parse refuses it
+        b"\xef\xbb\xbf[1]",
+        "\xa0[1]",  # not JSON whitespace
+        "[1e400]",
+        "1" * 400,  # an integer beyond any double
+        b'"\xed\xa0\x80"',  # a surrogate encoded in UTF-8 bytes: not UTF-8
+        b'"\xff"',
         b"\xff\xfe[\x001\x00]\x00",  # UTF-16 with a BOM: json.loads would sniff it
         b'"\xc3"',  # truncated UTF-8
         "\x00",
@@ -225,4 +338,10 @@ def test_loads_fallback_fuzz_raises_only_value_error(text: str | bytes) -> None:
 
 
 def test_all() -> None:
-    assert sorted(_json.__all__) == ["dumps", "dumps_with_binary", "loads"]
+    assert sorted(_json.__all__) == [
+        "MAX_NESTING_DEPTH",
+        "dumps",
+        "dumps_with_binary",
+        "loads",
+        "loads_fast",
+    ]

@@ -355,8 +355,8 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule()
     def close(self) -> None:
+        # The pid and offset are kept (specs/delivery.md §3): the server decides.
         self.user_closed = True
-        self.session_ended = True
         self.observe(self.h.close())
         self.next_attempt = 1
         assert self.h.state is State.CLOSED

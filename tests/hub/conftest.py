@@ -375,7 +375,9 @@ class WireClient:
                 continue
             self.frames.append(frame)
             if frame == "2":
-                await self.send_frame("3")
+                if not self.closed:  # frames read after the close are still delivered
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await self.send_frame("3")
                 continue
             if frame.startswith("0"):
                 continue  # engine.io open packet

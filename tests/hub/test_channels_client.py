@@ -352,3 +352,29 @@ async def test_echo_messages_false_is_the_default_flag_and_echo_true_overrides_i
         assert [m.id for m in members] == [quiet.get_socket_id()]
         assert own.messages("chat") == ["loud"]
         assert own.of("channel:join") == []
+
+
+async def test_get_members_pages_a_list_larger_than_one_message(hub: HubProcess) -> None:
+    # Two profiles of 600 KB, each under the hub's limit: the whole list does not fit one
+    # message the client accepts, so get_members asks for pages (it used to drop the
+    # connection with "transport error").
+    room = unique("room")
+    profile = {"blob": "x" * 600_000}
+    reasons: list[str] = []
+    async with (
+        tether.RealtimeClient(hub.url) as alice,
+        tether.RealtimeClient(hub.url) as bob,
+    ):
+        alice.on_disconnect(reasons.append)
+        await alice.wait_connected(10)
+        await bob.wait_connected(10)
+        for rt in (alice, bob):
+            rt.update_profile(profile)
+            rt.join(room)
+        members: list[tether.Member] = []
+        with anyio.fail_after(20):
+            while len(members) < 2:
+                members = await alice.get_members(room)
+        assert {m.id for m in members} == {alice.get_socket_id(), bob.get_socket_id()}
+        assert all(m.data == profile and not m.oversized for m in members)
+        assert alice.is_connected() and reasons == []

@@ -132,7 +132,10 @@ async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport
         assert sid is not None
         await sio_server.drop(sid)
         await events.wait(lambda e: len(e.of("connect")) == 2)
-    auths = [entry["auth"] for entry in (await sio_server.state())["history"]]
+    auths = [
+        {key: value for key, value in entry["auth"].items() if key != "tether"}
+        for entry in (await sio_server.state())["history"]
+    ]
     assert auths == [{"token": "token-1"}, {"token": "token-2"}]
 
 
@@ -320,12 +323,59 @@ async def test_connection_state_recovery_on_node(
         assert got == [("before",), ("missed-1",), ("missed-2", {"n": 2})]
         history = (await server.state())["history"]
         assert history[-1]["recovered"] is True
-        # A user close() ends the session: the next open() is a fresh one.
+
+
+async def test_a_close_while_connected_ends_the_session(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    # The DISCONNECT makes Node drop the session ("client namespace disconnect" is not a
+    # recoverable reason): the pid offered by the next CONNECT gets a new session. (Node's
+    # in-memory adapter keeps a session it has restored once until it expires, so after an
+    # earlier recovery Node may restore it again: the server decides, specs/delivery.md §3.)
+    server = server_factory("node", csr=True)
+    got: list[tuple[Any, ...]] = []
+    async with client(server, transport_kind, **FAST) as rt:
+        rt.on("broadcast", lambda *args: got.append(args))
+        await rt.wait_connected(10)
+        first = rt.get_socket_id()
+        rt.emit("broadcast", "before")  # an offset to offer
+        await until(lambda: got == [("before",)])
         rt.close()
+        await server.wait_for(lambda s: not s["connected"])
         rt.open()
-        await until(lambda: len(recovered) == 3)
-        assert recovered == [False, True, False]
+        await rt.wait_connected(10)
+        assert rt.recovered is False
         assert rt.get_socket_id() != first
+
+
+async def test_a_close_while_reconnecting_keeps_the_session_for_open(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    # specs/delivery.md §3: no DISCONNECT reached the server, so it kept a recoverable
+    # session; the pid survives close() and open() recovers everything emitted meanwhile.
+    server = server_factory("node", csr=True)
+    got: list[tuple[Any, ...]] = []
+    async with client(
+        server, transport_kind, reconnection_delay=5.0, reconnection_delay_max=5.0
+    ) as rt:
+        rt.on("broadcast", lambda *args: got.append(args))
+        events = Recorder(rt)
+        await rt.wait_connected(10)
+        first = rt.get_socket_id()
+        assert first is not None
+        rt.emit("broadcast", "before")
+        await until(lambda: got == [("before",)])
+        await server.drop(first)
+        await events.wait(lambda e: bool(e.of("disconnect")))
+        await server.emit("broadcast", "during the drop")
+        rt.close()  # while reconnecting: nothing is sent to the server
+        await server.emit("broadcast", "while closed")
+        rt.open()
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+        await until(lambda: len(got) == 3)
+        assert rt.recovered is True
+        assert rt.get_socket_id() == first
+        assert got == [("before",), ("during the drop",), ("while closed",)]  # each once
 
 
 async def test_python_server_never_recovers(

@@ -81,6 +81,7 @@ class ServerState(TypedDict):
     connections: int
     disconnects: list[Disconnect]
     refused: list[Refusal]
+    records: list[Any]
     muted: bool
 
 

@@ -168,6 +168,7 @@ class TestServer:
         self.history: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
+        self.records: list[Any] = []  # the first argument of every "record" event
         self.connected: dict[str, asyncio.Event] = {}  # sid -> set when it disconnects
         self.connections = 0
         self._register()
@@ -180,6 +181,7 @@ class TestServer:
             "ack": self.on_ack,
             "slow-ack": self.on_slow_ack,
             "no-ack": self.on_no_ack,
+            "record": self.on_record,
             "emit-many": self.on_emit_many,
             "broadcast": self.on_broadcast,
         }
@@ -214,6 +216,10 @@ class TestServer:
     async def on_ack(self, sid: str, *args: Any) -> tuple[Any, ...]:
         return args
 
+    async def on_record(self, sid: str, value: Any = None, *_: Any) -> str:
+        self.records.append(to_json(value))
+        return "ok"
+
     async def on_slow_ack(self, sid: str, seconds: float = 0, *_: Any) -> str:
         await asyncio.sleep(float(seconds))
         return "done"
@@ -242,6 +248,7 @@ class TestServer:
             "connections": self.connections,
             "disconnects": self.disconnects,
             "refused": self.refused,
+            "records": self.records,
             "muted": MUTE.muted,
         }
 
@@ -282,6 +289,7 @@ class TestServer:
             self.history.clear()
             self.refused.clear()
             self.disconnects.clear()
+            self.records.clear()
             self.connections = 0
             return 200, {"ok": True}
         return 404, {"error": f"unknown control {action}"}

@@ -44,7 +44,8 @@ from tether.transport import (
     WebSocketTransport,
     encode_headers,
 )
-from tether.transport._websocket import _describe, _parse_url
+from tether.transport._stream import describe as _describe
+from tether.transport._stream import parse_url as _parse_url
 
 pytestmark = pytest.mark.anyio
 

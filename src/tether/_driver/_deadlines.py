@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -33,23 +33,28 @@ __all__ = ["DeadlineKeeper"]
 logger = logging.getLogger("tether")
 
 
+class _TimerRunner(Protocol):
+    def run_timer(self, now: float) -> None: ...
+
+
 class DeadlineKeeper:
-    """Keeps the core's deadlines; ``run_timer(now)`` runs the core's timer and drains it."""
+    """Keeps the core's deadlines; ``driver.run_timer(now)`` runs the core's timer and drains
+    it."""
 
     __slots__ = (
         "_connecting",
         "_core",
+        "_driver",
         "_reader",
-        "_run_timer",
         "_task_group",
         "_timer_running",
         "_timer_wake",
         "target",
     )
 
-    def __init__(self, core: Connection, run_timer: Callable[[float], None]) -> None:
+    def __init__(self, core: Connection, driver: _TimerRunner) -> None:
         self._core = core
-        self._run_timer = run_timer
+        self._driver = driver
         self._task_group: anyio.abc.TaskGroup | None = None
         #: The deadline the reader, the connecting session or the timer waits for now
         #: (``math.inf``: nobody waits for anything).
@@ -119,7 +124,7 @@ class DeadlineKeeper:
         now = anyio.current_time()
         deadline = self._core.next_deadline()
         if deadline is not None and now >= deadline:
-            self._run_timer(now)
+            self._driver.run_timer(now)
         if self._reader is transport:  # still ours: the session did not end
             self._arm(transport)
 
@@ -180,7 +185,7 @@ class DeadlineKeeper:
                 self.target = deadline
                 now = anyio.current_time()
                 if now >= deadline:
-                    self._run_timer(now)
+                    self._driver.run_timer(now)
                     continue
                 wake = self._timer_wake = anyio.Event()
                 with anyio.move_on_at(deadline):

@@ -12,7 +12,8 @@ Two kinds of things are delivered, from two registries:
   the catch-all ``rt.on_any`` listeners, ``rt.on_user_event`` and the ``rt.events()``
   iterators. Any name a server sends lands here, ``"state_change"`` as much as ``"chat"``;
 * **lifecycle facts** (connect, disconnect, connect_error, reconnect_attempt, reconnect,
-  reconnect_failed, state_change, buffer_overflow) to the listeners of the ``on_*`` methods.
+  reconnect_failed, state_change, buffer_overflow, resume) to the listeners of the ``on_*``
+  methods.
   A server can never reach them: only Socket.IO's reserved names (``connect``,
   ``disconnect``, ``connect_error``) are lifecycle events in ``rt.on``, and no server may
   send those.
@@ -23,8 +24,8 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -41,6 +42,7 @@ from tether.core import (
     SocketConnected,
     SocketDisconnected,
     StateChanged,
+    StreamResumed,
 )
 
 __all__ = [
@@ -63,15 +65,12 @@ LIFECYCLE_EVENTS: Final[dict[type, str]] = {
     ReconnectFailed: "reconnect_failed",
     StateChanged: "state_change",
     MessageDropped: "buffer_overflow",
+    StreamResumed: "resume",
 }
 
 #: The names ``rt.on(name)`` treats as lifecycle events: Socket.IO's reserved ones, which
 #: no server may emit (socketio-protocol.md §2.8), as in socket.io-client.
 RESERVED_LIFECYCLE_NAMES: Final = frozenset({"connect", "disconnect", "connect_error"})
-
-#: How a dispatcher runs the listeners of one fact: ``(listeners, args, name)`` → the first
-#: value one of them returned other than ``None`` (the ack to a server event that asks for one).
-RunListeners = Callable[[list[Listener], tuple[Any, ...], str], Awaitable[Any]]
 
 
 def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
@@ -84,24 +83,33 @@ def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
         return (fact.attempt,)
     if kind is SocketConnected or kind is ReconnectFailed:
         return ()
-    return (fact,)  # StateChanged, MessageDropped
+    return (fact,)  # StateChanged, MessageDropped, StreamResumed
+
+
+#: How a dispatcher runs the listeners of one fact: ``(listeners, args, name)`` → the first
+#: value one of them returned other than ``None`` (the ack to a server event that asks for one).
+RunListeners = Callable[[Sequence[Listener], tuple[Any, ...], str], Awaitable[Any]]
+
+
+class _Acknowledger(Protocol):
+    def ack(self, ack_id: int, values: tuple[Any, ...]) -> None: ...
 
 
 class Dispatcher:
-    """Delivers queued facts to listeners; ``ack(ack_id, values)`` answers a server event
-    that asked for an acknowledgement, with the first listener's return value."""
+    """Delivers queued facts to listeners; ``driver.ack(ack_id, values)`` answers a server
+    event that asked for an acknowledgement, with the first listener's return value."""
 
     __slots__ = (
-        "_ack",
         "_batch_left",
-        "_entering",
+        "_driver",
         "_idle",
-        "_running",
         "_task_group",
+        "entering",
         "events",
         "lifecycle",
         "queue",
         "run_listeners",
+        "running",
         "streams",
         "user_event_listeners",
     )
@@ -110,23 +118,23 @@ class Dispatcher:
         self,
         events: ListenerRegistry,
         lifecycle: ListenerRegistry,
-        ack: Callable[[int, tuple[Any, ...]], None],
+        driver: _Acknowledger,
     ) -> None:
         self.events = events
         self.lifecycle = lifecycle
-        self._ack = ack
+        self._driver = driver
         #: Where listeners run: here, in the dispatcher task; ``tether.sync`` puts them in its
         #: listener thread.
         self.run_listeners: RunListeners = run_listeners
-        self.user_event_listeners: list[Listener] = []
+        self.user_event_listeners: tuple[Listener, ...] = ()
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
         self._batch_left = 0  # facts of the batch being delivered, not delivered yet
-        self._running = False
+        self.running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._entering: list[Any] | None = None
+        self.entering: list[Any] | None = None
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
@@ -144,15 +152,15 @@ class Dispatcher:
         fact: they then go to the listeners registered by then, so listeners added right
         after ``async with RealtimeClient(url) as rt:`` see them, and a connect nobody listens
         to starts no dispatcher task."""
-        self._entering = []
+        self.entering = []
 
     def entered(self) -> None:
-        if not self._entering:
-            self._entering = None
+        if not self.entering:
+            self.entering = None
 
     def lifecycle_fact(self, fact: Any) -> None:
         """Queue a lifecycle fact, for the listeners registered now."""
-        entering = self._entering
+        entering = self.entering
         if entering is not None:
             entering.append(fact)
             return
@@ -161,16 +169,16 @@ class Dispatcher:
 
     def release_entering(self) -> None:
         """The next fact after entering has come: the held ones go to today's listeners."""
-        entering = self._entering
+        entering = self.entering
         if entering:
-            self._entering = None
+            self.entering = None
             lifecycle = self.lifecycle
             self.queue.extend(f for f in entering if LIFECYCLE_EVENTS[type(f)] in lifecycle)
 
     def kick(self) -> None:
         """Start the dispatcher task if facts wait and it is not running."""
-        if self.queue and not self._running and self._task_group is not None:
-            self._running = True
+        if self.queue and not self.running and self._task_group is not None:
+            self.running = True
             self._task_group.start_soon(self._loop, name="tether dispatcher")
 
     def end_streams(self) -> None:
@@ -181,7 +189,7 @@ class Dispatcher:
 
     async def wait_idle(self) -> None:
         """Return once every queued fact has been delivered."""
-        while self.queue or self._running:
+        while self.queue or self.running:
             if self._idle is None:
                 self._idle = anyio.Event()
             await self._idle.wait()
@@ -191,22 +199,31 @@ class Dispatcher:
     async def _loop(self) -> None:
         """Deliver queued facts in order until the queue is empty, then end."""
         try:
+            events = self.events
+            run = self.run_listeners
             while self.queue:
                 batch = self.queue
                 self.queue = []
                 self._batch_left = len(batch)
-                delivered = 0
                 try:
                     for fact in batch:
-                        delivered += 1
                         self._batch_left -= 1
                         try:
-                            if type(fact) is EventReceived:
-                                await self._deliver_event(fact)
-                            else:
+                            if type(fact) is not EventReceived:
                                 name = LIFECYCLE_EVENTS[type(fact)]
                                 args = _lifecycle_args(fact)
-                                await self.run_listeners(self.lifecycle.take(name), args, name)
+                                await run(self.lifecycle.take(name), args, name)
+                            elif (
+                                fact.ack_id is None
+                                and not events.has_any
+                                and not self.user_event_listeners
+                                and not self.streams
+                            ):
+                                # Most events: only rt.on(name) listeners, nothing to answer.
+                                name = fact.name
+                                await run(events.take(name), fact.args, name)
+                            else:
+                                await self._deliver_event(fact)
                         except Exception:
                             # A bug in tether (listeners' own errors are caught where they
                             # run): logged, and the next fact is delivered.
@@ -215,17 +232,18 @@ class Dispatcher:
                             )
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
-                    self.queue[:0] = batch[delivered:]
+                    self.queue[:0] = batch[len(batch) - self._batch_left :]
                     self._batch_left = 0
                     raise
         finally:
-            self._running = False
+            self.running = False
             if self._idle is not None:
                 self._idle.set()
                 self._idle = None
 
     async def _deliver_event(self, event: EventReceived) -> None:
-        # The per-event path: the optional features cost nothing when unused.
+        # An event for catch-all listeners, user-event listeners or events() streams, or
+        # one the server wants an answer to.
         name = event.name
         args = event.args
         registry = self.events
@@ -234,7 +252,7 @@ class Dispatcher:
             await run(registry.any_listeners(), (name, *args), name)
         if self.user_event_listeners and name.startswith("user:"):
             session = args[0] if args else None
-            await run(list(self.user_event_listeners), (name, session), name)
+            await run(self.user_event_listeners, (name, session), name)
         reply = await run(registry.take(name), args, name)
         if self.streams:
             for stream in list(self.streams):
@@ -243,10 +261,10 @@ class Dispatcher:
             # The server asked for an ack: answer with the first listener's return value
             # (a tuple spreads into several ack arguments, like python-socketio).
             values = reply if isinstance(reply, tuple) else (() if reply is None else (reply,))
-            self._ack(event.ack_id, values)
+            self._driver.ack(event.ack_id, values)
 
 
-async def run_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
+async def run_listeners(listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> Any:
     """Run ``listeners`` in order; the first value one of them returned other than ``None``
     (awaited if it is awaitable). An exception in a listener is logged and changes nothing
     (specs/client.md)."""

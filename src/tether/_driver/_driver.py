@@ -162,12 +162,12 @@ class Driver:
         max_message_size: int,
     ) -> None:
         self.core = core
-        self.dispatcher = Dispatcher(events, lifecycle, ack=self.ack)
+        self.dispatcher = Dispatcher(events, lifecycle, self)
         self.credentials = credentials
         self.connector = connector
         self.ssl = ssl
         self.max_message_size = max_message_size
-        self.deadlines = DeadlineKeeper(core, self.run_timer)
+        self.deadlines = DeadlineKeeper(core, self)
         self.watch = ConnectWatch(core)
         self.task_group: anyio.abc.TaskGroup | None = None
         #: The event loop thread's ``threading.get_ident()`` from entering to leaving, else
@@ -256,7 +256,8 @@ class Driver:
         """Route the core's events; ``True`` when a lifecycle fact came out (the deadlines
         may have moved). This runs after every received message: keep it lean."""
         dispatcher = self.dispatcher
-        dispatcher.release_entering()
+        if dispatcher.entering is not None:
+            dispatcher.release_entering()
         queue = dispatcher.queue
         lifecycle = False
         for event in events:
@@ -284,7 +285,8 @@ class Driver:
                 self.watch.observe(event)
                 dispatcher.lifecycle_fact(event)
                 log_fact(event, self)
-        dispatcher.kick()
+        if queue and not dispatcher.running:
+            dispatcher.kick()
         if lifecycle:
             self.watch.changed()
         return lifecycle

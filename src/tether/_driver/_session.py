@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Final
+import ssl
+from typing import Any, Final, Protocol
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
-from tether.core import DisconnectReason
-from tether.transport import Transport, TransportError
+from tether.core import Connection, DisconnectReason
+from tether.transport import Connector, Transport, TransportError
 
-from ._credentials import CredentialsError
+from ._credentials import Credentials, CredentialsError
+from ._deadlines import DeadlineKeeper
+from ._dispatch import Dispatcher
 from ._writing import WritePath
-
-if TYPE_CHECKING:
-    from ._driver import Driver
 
 __all__ = ["DISPATCH_BACKLOG_LIMIT", "TransportSession"]
 
@@ -40,6 +41,28 @@ logger = logging.getLogger("tether")
 #: (``specs/bounds.md``). With connection state recovery or the hub's continuity the events
 #: not read yet are replayed after the reconnect.
 DISPATCH_BACKLOG_LIMIT: Final = 100_000
+
+
+class Driver(Protocol):
+    """What a session needs of the driver that owns it (``_driver.Driver``)."""
+
+    core: Connection
+    deadlines: DeadlineKeeper
+    dispatcher: Dispatcher
+    credentials: Credentials
+    connector: Connector
+    ssl: ssl.SSLContext | None
+    max_message_size: int
+    task_group: anyio.abc.TaskGroup | None
+    caller_woken: bool
+
+    def pump(self, *, wake_writer: bool = True) -> None: ...
+
+    def route(self, events: list[Any]) -> bool: ...
+
+    def run_timer(self, now: float) -> None: ...
+
+    def session_ended(self, session: TransportSession) -> None: ...
 
 
 class TransportSession:

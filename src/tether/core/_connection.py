@@ -54,14 +54,19 @@ from typing import Any, Final
 from . import _json
 from ._acks import Acks
 from ._attempts import Attempts
-from ._channels import Channels, Notice, check_channel
+from ._channels import HUB_RESUME, Channels, Notice, check_channel
 from ._engine import EngineSession, EngineSignal, Phase
-from ._errors import BufferFull, ConnectError, DecodeError, Disconnected
+from ._errors import (
+    BufferFull,
+    ConnectError,
+    DecodeError,
+    MessageTooLarge,
+)
 from ._events import (
     CloseTransport,
     ConnectFailed,
     Event,
-    MessageDropped,
+    EventReceived,
     OpenTransport,
     ReconnectAttemptStarted,
     Reconnected,
@@ -69,11 +74,12 @@ from ._events import (
     SocketConnected,
     SocketDisconnected,
     StateChanged,
+    StreamResumed,
 )
 from ._lifecycle import Lifecycle, State, Trigger
 from ._namespace import NamespaceSession
-from ._options import CoreOptions
-from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event
+from ._options import CoreOptions, check_retries
+from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event, too_large
 from ._socketio import Packet, PacketType, check_event_name
 
 __all__ = ["Connection", "DisconnectReason"]
@@ -93,6 +99,8 @@ class DisconnectReason:
 
 
 _CONNECTED: Final = State.CONNECTED
+#: What _send returns for a message the buffer policy dropped (buffer keys are >= 0).
+_DROPPED: Final = -1
 _EVENT: Final = PacketType.EVENT
 _ACK: Final = PacketType.ACK
 
@@ -100,22 +108,42 @@ _ACK: Final = PacketType.ACK
 class Connection:
     """One Socket.IO v5 client session over Engine.IO v4, as a pure state machine."""
 
+    __slots__ = (
+        "_acks",
+        "_attempts",
+        "_buffer",
+        "_channels",
+        "_engine",
+        "_events",
+        "_lifecycle",
+        "_namespace",
+        "_offered_broadcast",
+        "_outbox",
+        "_seq",
+        "options",
+    )
+
     def __init__(self, options: CoreOptions | None = None, *, random: Callable[[], float]) -> None:
         self.options = options = options if options is not None else CoreOptions()
         self._lifecycle = Lifecycle()
         self._events: list[Event] = []
         self._attempts = Attempts(options, random)
         self._acks = Acks(self._events)
-        self._outbox = Outbox(self._acks.taken)
+        self._outbox = Outbox(self._acks)
         self._buffer = BufferPolicy(
             OfflineBuffer(options.max_buffered, options.max_buffered_bytes),
             buffering=options.buffer_messages,
             overflow=options.overflow,
-            report=self._report_drop,
+            acks=self._acks,
+            events=self._events,
         )
         self._engine = EngineSession(options.max_payload, self._outbox)
         self._namespace = NamespaceSession(options.namespace, options.max_buffered_bytes)
         self._channels = Channels()
+        #: Counts the user's messages as they are emitted (``Outgoing.seq``).
+        self._seq = 0
+        #: The broadcast position the current session's CONNECT offered.
+        self._offered_broadcast: str | None = None
 
     # ------------------------------------------------------------------ introspection
 
@@ -190,9 +218,12 @@ class Connection:
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or ``None`` for never."""
         deadline = self._attempts.next_deadline()
-        for other in (self._engine.heartbeat_deadline(), self._acks.next_deadline()):
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
+        heartbeat = self._engine.heartbeat_deadline()
+        if heartbeat is not None and (deadline is None or heartbeat < deadline):
+            deadline = heartbeat
+        acks = self._acks.next_deadline()
+        if acks is not None and (deadline is None or acks < deadline):
+            deadline = acks
         return deadline
 
     # ------------------------------------------------------------------ user calls
@@ -205,39 +236,62 @@ class Connection:
     def close(self, *, now: float) -> None:
         """Close on purpose; nothing reconnects until :meth:`open`. Idempotent.
 
-        Ends the server-side session too (a ``DISCONNECT`` is sent when connected), so the
-        next ``open()`` does not ask for connection state recovery.
+        A connected session says goodbye (a ``DISCONNECT``), so the server drops it. The pid
+        and offset of connection state recovery are kept either way and offered with the
+        next CONNECT, as socket.io-client does: after a close made while reconnecting the
+        server still holds the session and replays what was missed (specs/delivery.md §3).
         """
-        # The user ends the session: no recovery on the next open(), even when the client
-        # was already CLOSED (after reconnect_failed, or with reconnection disabled).
-        self._namespace.forget_recovery()
         if self._lifecycle.state is not State.CLOSED:
             self._close()
 
     def emit(self, event: str, *args: Any, now: float) -> None:
         """Emit ``event`` with ``args``: sent now when connected, else buffered.
 
+        With ``retries > 0`` the emit asks for an ack and is tried again until it gets one
+        (``specs/delivery.md`` §2); an emit that runs out of tries is reported as
+        :class:`MessageDropped` ``"retries exhausted"``.
+
         Raises ``ValueError`` for a reserved or empty event name, ``TypeError``/``ValueError``
         for arguments JSON cannot carry, and :class:`BufferFull` when offline with a full
         buffer and the ``raise`` policy.
         """
         check_event_name(event)
-        message = encode_event(self._namespace.name, [event, *args], None, self._max_payload())
-        self._send(message, now)
+        self._send_event([event, *args], now, user=False)
 
-    def call(self, event: str, *args: Any, timeout: float | None, now: float) -> int:
+    def call(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None,
+        now: float,
+        retries: int | None = None,
+        ack_timeout: float | None = None,
+    ) -> int:
         """Emit ``event`` asking for an acknowledgement; returns the call's id.
 
         The outcome arrives later as :class:`AckReceived` or :class:`AckFailed` with that id,
-        exactly once. A call still in the offline buffer when its timeout expires is withdrawn
-        and never sent.
+        exactly once. ``timeout`` bounds the whole call, buffered time included; a call still
+        in the offline buffer when it expires is withdrawn and never sent. ``retries`` and
+        ``ack_timeout`` override the options for this call; after the last try the call
+        fails with that try's error (``AckTimeout`` or ``Disconnected``).
         """
         check_event_name(event)
         if timeout is not None and not (timeout > 0):
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        call_id = self._acks.new_id()
-        message = encode_event(self._namespace.name, [event, *args], call_id, self._max_payload())
-        self._send(message, now, deadline=None if timeout is None else now + timeout)
+        options = self.options
+        retries = options.retries if retries is None else retries
+        if ack_timeout is None:
+            ack_timeout = options.ack_timeout
+        check_retries(retries, ack_timeout)
+        call_id = self._send_event(
+            [event, *args],
+            now,
+            user=True,
+            retries=retries,
+            ack_timeout=ack_timeout,
+            deadline=None if timeout is None else now + timeout,
+        )
+        assert call_id is not None
         return call_id
 
     def ack(self, ack_id: int, *args: Any) -> None:
@@ -273,17 +327,23 @@ class Connection:
         self, channel: str, event: str, message: Any, echo: bool | None = None, *, now: float
     ) -> None:
         """Ask the hub to emit ``event`` with ``message`` to the members of ``channel`` (a
-        ``message`` event of the hub's wire format, buffered like any emit)."""
+        ``message`` event of the hub's wire format, buffered like any emit). It carries a
+        message id, the same across its tries, so the hub delivers it once
+        (``specs/delivery.md`` §4.2)."""
         check_channel(channel)
         check_event_name(event)  # the hub emits it to the channel's members as is
         flag = self._echo(echo)
         payload = {"channel": channel, "eventName": event, "message": message, "echo": flag}
+        payload["id"] = self._channels.message_id()
         self.emit("message", payload, now=now)
 
     def broadcast(self, event: str, message: Any, echo: bool | None = None, *, now: float) -> None:
-        """Ask the hub to emit ``event`` with ``message`` to every client it serves."""
+        """Ask the hub to emit ``event`` with ``message`` to every client it serves (with a
+        message id, as :meth:`send`)."""
         check_event_name(event)
-        payload = {"eventName": event, "message": message, "echo": self._echo(echo)}
+        flag = self._echo(echo)
+        payload = {"eventName": event, "message": message, "echo": flag}
+        payload["id"] = self._channels.message_id()
         self.emit("message", payload, now=now)
 
     def update_profile(self, data: Any, echo: bool | None = None, *, now: float) -> None:
@@ -341,13 +401,17 @@ class Connection:
                     and received.namespace == self._namespace.name
                 ):
                     # What a busy connection receives most, dispatched first.
-                    self._events.append(self._namespace.event(received.data, received.id))
+                    event = self._namespace.event(received.data, received.id)
+                    if self._channels.tracking or event.name == HUB_RESUME:
+                        self._hub_event(event)
+                    else:
+                        self._events.append(event)
                 else:
-                    self._on_packet(received, now)
+                    self._on_packet(received, self._engine.size_of(message), now)
             elif received is None:
                 return
             elif received is EngineSignal.HANDSHAKE:
-                self._outbox.add_packet(self._namespace.connect_packet())
+                self._outbox.add_packet(self._namespace.connect_packet(self._identity()))
             else:  # CLOSE from the server counts as "transport close" (specs/reconnect.md)
                 self._break(DisconnectReason.TRANSPORT_CLOSE, now)
         except DecodeError:
@@ -364,9 +428,12 @@ class Connection:
             self._fail_attempt(ConnectError("timeout"), now)
         if self._engine.heartbeat_expired(now):
             self._break(DisconnectReason.PING_TIMEOUT, now)
+        withdrawn, again = self._acks.expire(now)
         buffer = self._buffer.buffer
-        for key in self._acks.expire(now):
+        for key in withdrawn:
             buffer.withdraw(key)
+        if again:
+            self._send_again(again, now)
 
     # ------------------------------------------------------------------ the lifecycle
     # One method per trigger of the table (specs/lifecycle.md): each fires its trigger and
@@ -378,7 +445,7 @@ class Connection:
         self._fire(Trigger.OPEN)
         self._start_attempt(now)
 
-    def _connect_succeeded(self, reply: Any) -> None:
+    def _connect_succeeded(self, reply: Any, now: float) -> None:
         """CONNECT_SUCCEEDED: the namespace CONNECT reply arrived."""
         namespace = self._namespace
         namespace.accept(reply)  # raises DecodeError before anything changed
@@ -392,15 +459,31 @@ class Connection:
         # specs/reconnect.md, after each (re)connect: CONNECT (done) → re-join channels with
         # their own echo flags → restore the last profile → flush the buffer → new emits.
         for notice in self._channels.session_started(namespace.recovered):
-            self._tell_hub(notice)
+            try:
+                self._tell_hub(notice)
+            except MessageTooLarge:
+                # A profile set before this server said what it accepts (specs/bounds.md).
+                self._buffer.report(notice[0], None, "too large")
         acks = self._acks
-        flushed = self._buffer.buffer.drain()
-        for message in flushed:
+        limit = self._engine.max_payload
+        assert limit is not None  # the handshake announced it
+        flushed = []
+        for message in self._buffer.buffer.drain():
+            if too_large(message, limit):
+                # Buffered before this server said what it accepts: it would close the
+                # whole connection on this one.
+                self._buffer.report(message.event, message.call_id, "too large")
+                continue
             if message.call_id is not None:
-                acks.queued(message.call_id)
+                acks.queued(message.call_id, now)
+            flushed.append(message)
         self._outbox.add_messages(flushed)
         for packet in namespace.take_held():
-            self._events.append(namespace.event(packet.data, packet.id))
+            event = namespace.event(packet.data, packet.id)
+            if self._channels.tracking or event.name == HUB_RESUME:
+                self._hub_event(event)
+            else:
+                self._events.append(event)
 
     def _lose_connection(self, reason: str, now: float, *, transport_gone: bool) -> None:
         """CONNECTION_LOST: a connected session ended for a retryable reason (or END, when
@@ -484,12 +567,14 @@ class Connection:
                 self._outbox.add_packet(namespace.disconnect_packet())
             namespace.ended()
             self._events.append(SocketDisconnected(reason))
-            self._acks.session_lost(reason, queued_too=goodbye)
+            again = self._acks.session_lost(reason, goodbye=goodbye)
+        else:
+            again = []
         engine = self._engine
         if engine.phase is not Phase.CLOSED:
             engine.close()
             if not goodbye:
-                self._requeue(self._outbox.take_unsent())
+                self._requeue(again + self._outbox.take_unsent())
             if not transport_gone:
                 self._events.append(CloseTransport(engine.token))
         namespace.drop_held()
@@ -512,7 +597,7 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def _on_packet(self, packet: Packet, now: float) -> None:
+    def _on_packet(self, packet: Packet, size: int, now: float) -> None:
         namespace = self._namespace
         if packet.namespace != namespace.name:
             return  # another namespace of the same server: not ours to handle
@@ -521,15 +606,19 @@ class Connection:
         if kind is _EVENT:
             # receive() delivers the events of a connected session: this one came before
             # the CONNECT reply (Socket.IO v5 §2.4 / pitfall 10) and waits for it.
-            namespace.hold(packet)
+            namespace.hold(packet, size)
         elif kind is _ACK:
             # Only a written call resolves, and written calls exist only while connected
             # (the loss of their session fails them); an ACK for another id is ignored.
-            self._acks.resolve(packet.id, packet.data)
+            about = self._acks.resolve(packet.id, packet.data)
+            if about is not None:
+                channel, since = about
+                answer = packet.data[0] if packet.data else None
+                self._report_resume(self._channels.joined(channel, since, answer))
         elif kind is PacketType.CONNECT:
             if connected:
                 raise DecodeError("a CONNECT reply while already connected")
-            self._connect_succeeded(packet.data)
+            self._connect_succeeded(packet.data, now)
         elif kind is PacketType.CONNECT_ERROR:
             if connected:
                 raise DecodeError("CONNECT_ERROR while connected")
@@ -551,7 +640,7 @@ class Connection:
 
     # ------------------------------------------------------------------ sending
 
-    def _max_payload(self) -> int:
+    def _max_payload(self) -> int | None:
         return self._engine.max_payload
 
     def _connected(self, now: float) -> bool:
@@ -573,33 +662,118 @@ class Connection:
         return echo
 
     def _tell_hub(self, notice: Notice | None) -> None:
-        if notice is not None:
-            name, payload = notice
-            self._outbox.add_packet(Packet(_EVENT, self._namespace.name, [name, payload]))
+        if notice is None:
+            return
+        name, payload = notice
+        if name != "join":
+            encoded = encode_event(self._namespace.name, [name, payload], None, self._max_payload())
+            self._outbox.add_frames(encoded.frames)  # state, restored by every connect
+            return
+        # A join asks for an answer: a hub gives the channel's position in it, and says
+        # whether a resume from ``since`` was whole (specs/delivery.md §4.5).
+        call_id = self._acks.new_id()
+        message = encode_event(
+            self._namespace.name, [name, payload], call_id, self._max_payload(), self._seq
+        )
+        self._outbox.add_message(message)
+        self._acks.expect_notice(message, (payload["channel"], payload.get("since")))
 
-    def _send(self, message: Outgoing, now: float, *, deadline: float | None = None) -> None:
-        """Queue ``message`` for the open transport when connected, else buffer it (or drop
-        it, by the policy); a call starts waiting for its ACK unless it was dropped."""
+    def _identity(self) -> dict[str, Any] | None:
+        """What the CONNECT says of the client to a hub (specs/delivery.md §4.1)."""
+        client = self.options.client_id
+        if client is None:
+            return None
+        channels = self._channels
+        self._offered_broadcast = channels.broadcast_position
+        identity: dict[str, Any] = {"client": client}
+        if channels.broadcast_position is not None:
+            identity["broadcast"] = channels.broadcast_position
+        return identity
+
+    def _hub_event(self, event: EventReceived) -> None:
+        """A server event of a session with a hub: keep its position; the hub's answer
+        about the broadcasts is for the core, not the listeners."""
+        args = event.args
+        if event.name == HUB_RESUME:
+            answer = args[0] if args else None
+            self._report_resume(self._channels.connect_resumed(self._offered_broadcast, answer))
+            return
+        if len(args) == 1:
+            self._channels.saw(args[0])
+        self._events.append(event)
+
+    def _report_resume(self, resume: StreamResumed | None) -> None:
+        if resume is not None:
+            self._events.append(resume)
+
+    def _send_event(
+        self,
+        data: list[Any],
+        now: float,
+        *,
+        user: bool,
+        retries: int | None = None,
+        ack_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> int | None:
+        """Encode and send (or buffer) the EVENT ``data``; its call id if it asks for an ACK:
+        a call does, and so does every emit while ``retries > 0``."""
+        options = self.options
+        if retries is None:
+            retries = options.retries
+        if ack_timeout is None:
+            ack_timeout = options.ack_timeout
+        acks = self._acks
+        call_id = acks.new_id() if user or retries else None
+        self._seq += 1
+        message = encode_event(self._namespace.name, data, call_id, self._max_payload(), self._seq)
+        if call_id is not None:
+            acks.expect(
+                message, user=user, retries=retries, ack_timeout=ack_timeout, deadline=deadline
+            )
+        try:
+            key = self._send(message, now)
+        except BufferFull:
+            if call_id is not None:
+                acks.forget(call_id)  # a call that raises leaves nothing behind
+            raise
+        if call_id is not None and key != _DROPPED:
+            acks.place(call_id, key, now)
+        return call_id
+
+    def _send(self, message: Outgoing, now: float) -> int | None:
+        """Queue ``message`` for the open transport when connected (``None``), else buffer it
+        (its buffer key), or drop it by the policy (``_DROPPED``, reported)."""
         if self._lifecycle.state is _CONNECTED:
             # The heartbeat may have expired while the timer has not run yet (throttled
             # timers, socket.io-client's _hasPingExpired): don't write into a dead connection.
             if not self._engine.heartbeat_expired(now):
-                self._outbox.add_message(message)
-                if message.call_id is not None:
-                    self._acks.expect(message.call_id, None, deadline)
-                return
+                # A server that stops reading makes messages pile up in the outbox: the
+                # buffer's bounds and policy hold there too (specs/bounds.md).
+                outbox = self._outbox
+                self._buffer.check_room(message, outbox)
+                return None if self._buffer.admit_to_outbox(outbox, message) else _DROPPED
             self._buffer.check_room(message)  # refused before anything changed
             self.handle_timer(now=now)  # the timer's verdict lands first, then we buffer
         else:
             self._buffer.check_room(message)
         key = self._buffer.admit(message)
-        if key is not None and message.call_id is not None:
-            self._acks.expect(message.call_id, key, deadline)
+        return _DROPPED if key is None else key
 
-    def _requeue(self, unsent: list[Outgoing]) -> None:
-        """Buffer again the user's messages a dead transport never wrote, in order."""
+    def _send_again(self, messages: list[Outgoing], now: float) -> None:
+        """Start the next try of messages whose try ended on an ``ack_timeout``."""
         acks = self._acks
-        for message in unsent:
+        for message in messages:
+            assert message.call_id is not None
+            self._outbox.add_message(message)
+            acks.queued(message.call_id, now)
+
+    def _requeue(self, messages: list[Outgoing]) -> None:
+        """Buffer again, in the order they were emitted, the user's messages a dead transport
+        never wrote and those written whose next try waits for the reconnect."""
+        acks = self._acks
+        messages.sort(key=_emitted)
+        for message in messages:
             call_id = message.call_id
             if call_id is not None and call_id not in acks:
                 continue  # it timed out meanwhile
@@ -607,8 +781,6 @@ class Connection:
             if key is not None and call_id is not None:
                 acks.buffered(call_id, key)
 
-    def _report_drop(self, event: str, call_id: int | None, reason: str) -> None:
-        self._events.append(MessageDropped(event, call_id, reason))
-        if call_id is not None:
-            error = Disconnected(reason) if reason == "not connected" else BufferFull(reason)
-            self._acks.fail(call_id, error)
+
+def _emitted(message: Outgoing) -> int:
+    return message.seq

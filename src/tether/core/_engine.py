@@ -86,9 +86,10 @@ class EngineSession:
         self._heartbeat_window: float | None = None
         self._last_received = 0.0
         self._default_max_payload = default_max_payload
-        #: The largest frame the server accepts: its handshake's ``maxPayload``, or the
-        #: client's ``max_payload`` option until a handshake announced one.
-        self.max_payload = default_max_payload
+        #: The largest frame the server accepts, as the last handshake announced it (the
+        #: client's ``max_payload`` option for a handshake without one); ``None`` until a
+        #: server has spoken: before the first connect nothing is refused for its size.
+        self.max_payload: int | None = None
 
     # --- the transport's phases ------------------------------------------------------------
 
@@ -117,6 +118,11 @@ class EngineSession:
         self._decoder.reset()
 
     # --- the heartbeat ---------------------------------------------------------------------
+
+    def size_of(self, message: str | bytes) -> int:
+        """What the packet that ``message`` completed took on the wire (a binary packet's
+        header and every attachment)."""
+        return len(message) if isinstance(message, str) else self._decoder.completed_size
 
     def heartbeat_deadline(self) -> float | None:
         window = self._heartbeat_window

@@ -168,7 +168,9 @@ def _non_negative_int(obj: dict[str, object], key: str, default: int | None = No
     value = obj.get(key, default)
     # bool is an int subclass, but ``true`` is not a number of milliseconds.
     if type(value) is not int or value < 0:
-        raise DecodeError(f"handshake {key!r} must be a non-negative integer, got {value!r}")
+        raise DecodeError(
+            f"handshake {key!r} must be a non-negative integer, got {_preview(value)}"
+        )
     return value
 
 
@@ -192,10 +194,12 @@ def parse_handshake(data: str | bytes) -> Handshake:
         raise DecodeError(f"handshake must be a JSON object, got {_preview(data)}")
     sid = obj.get("sid")
     if type(sid) is not str:
-        raise DecodeError(f"handshake 'sid' must be a string, got {sid!r}")
+        raise DecodeError(f"handshake 'sid' must be a string, got {_preview(sid)}")
     upgrades = obj.get("upgrades")
     if type(upgrades) is not list or any(type(u) is not str for u in upgrades):
-        raise DecodeError(f"handshake 'upgrades' must be a list of strings, got {upgrades!r}")
+        raise DecodeError(
+            f"handshake 'upgrades' must be a list of strings, got {_preview(upgrades)}"
+        )
     return Handshake(
         sid=sid,
         upgrades=tuple(upgrades),

@@ -5,6 +5,7 @@
     ├── Disconnected          an acked packet was sent and its connection then dropped
     ├── AckTimeout            (also a TimeoutError) no ack arrived in time
     ├── BufferFull            the offline buffer is full and the policy is "raise"
+    ├── MessageTooLarge       (also a ValueError) a message above the server's maxPayload
     └── ProtocolError
         ├── LocalProtocolError  the caller used the core in a way its state forbids
         └── RemoteProtocolError the peer sent something the protocol forbids
@@ -17,6 +18,7 @@ code: the core turns it into a disconnect reason (``"parse error"``) and a recon
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "DecodeError",
     "Disconnected",
     "LocalProtocolError",
+    "MessageTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
     "TetherError",
@@ -67,6 +70,12 @@ class BufferFull(TetherError):
     """The offline buffer holds ``max_buffered`` messages (or bytes) already."""
 
 
+class MessageTooLarge(TetherError, ValueError):
+    """A message is larger than the server's ``maxPayload``, which would close the whole
+    connection: refused at the call site once the server announced its limit, or dropped
+    (and reported) from the buffer when a server announces a smaller one."""
+
+
 class ProtocolError(TetherError):
     """Base class of protocol violations."""
 
@@ -86,8 +95,18 @@ class DecodeError(RemoteProtocolError):
     """
 
 
+def _previewer() -> reprlib.Repr:
+    shortened = reprlib.Repr()
+    shortened.maxlevel = 3  # the nesting shown: a 1000-deep value must not recurse
+    shortened.maxstring = shortened.maxother = shortened.maxlong = 60
+    return shortened
+
+
+_PREVIEW = _previewer()
+
+
 def preview(value: object) -> str:
-    """A short rendering of bad input for error messages: input can be megabytes long, and an
-    error text ends up in logs."""
-    text = repr(value)
+    """A short rendering of bad input for error messages: input can be megabytes long or
+    nested a thousand deep, and an error text ends up in logs."""
+    text = _PREVIEW.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

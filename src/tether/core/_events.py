@@ -8,13 +8,14 @@ in order. Two kinds:
 * **Facts for the user** (everything else): the driver turns them into listener calls,
   resolved futures and the like. Their names match the contract's lifecycle events.
 
-Don't subclass these; the driver dispatches on the exact type.
+Don't subclass these; the driver dispatches on the exact type. All are frozen dataclasses
+but :class:`EventReceived`, a named tuple (see there).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from ._errors import ConnectError, TetherError
 from ._lifecycle import State
@@ -31,9 +32,11 @@ __all__ = [
     "ReconnectAttemptStarted",
     "ReconnectFailed",
     "Reconnected",
+    "ResumeReason",
     "SocketConnected",
     "SocketDisconnected",
     "StateChanged",
+    "StreamResumed",
 ]
 
 
@@ -120,12 +123,14 @@ class ReconnectFailed:
     """The ``reconnect_failed`` event: the reconnect attempts are exhausted."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventReceived:
+class EventReceived(NamedTuple):
     """The server emitted ``name`` with ``args``.
 
     When ``ack_id`` is not None the server waits for an acknowledgement: answer with
     :meth:`Connection.ack`.
+
+    The one fact that is a named tuple rather than a frozen dataclass: it is made for every
+    event received, the hot path, and is as immutable at a fraction of the cost.
     """
 
     name: str
@@ -162,6 +167,39 @@ class MessageDropped:
     reason: str
 
 
+class ResumeReason:
+    """Why a stream could not be resumed whole (``specs/delivery.md`` §4.5), as constants."""
+
+    #: More was missed than the hub's history keeps (``--history``).
+    TRIMMED: Final = "history trimmed"
+    #: The last position seen is older than the history's age (``--history-ttl``).
+    EXPIRED: Final = "history expired"
+    #: The hub forgot its history (a restart without shared storage).
+    RESTARTED: Final = "hub restarted"
+    #: The hub never gave this position.
+    UNKNOWN: Final = "unknown position"
+    #: The hub keeps no history (``--history 0``).
+    OFF: Final = "history off"
+    #: The server answered without continuity (not a hub, or an older one).
+    UNSUPPORTED: Final = "no continuity"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResumed:
+    """The ``resume`` event: a stream the client had joined was resumed after a reconnect or
+    a ``close()`` + ``open()`` (``rt.on_resume``).
+
+    ``channel`` is the channel, or ``None`` for the broadcasts. ``resumed`` is ``True`` when
+    nothing was missed or all of it was replayed (``replayed`` messages); otherwise
+    ``reason`` says why (a :class:`ResumeReason` constant).
+    """
+
+    channel: str | None
+    resumed: bool
+    replayed: int
+    reason: str | None
+
+
 Event = (
     OpenTransport
     | CloseTransport
@@ -176,5 +214,6 @@ Event = (
     | AckReceived
     | AckFailed
     | MessageDropped
+    | StreamResumed
 )
 """Any of the events :meth:`Connection.drain_events` returns; dispatch on the exact type."""

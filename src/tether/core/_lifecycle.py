@@ -135,11 +135,6 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
 )
 
 
-#: The one ``transitions.Machine`` that enforces :data:`TRANSITIONS` for every client. It is
-#: built once, holds no model, and is handed each client's :class:`Lifecycle` as the model of
-#: one trigger call: ``transitions`` reads and writes only its ``state`` attribute. A Machine
-#: per client cost about 17 KB and 60 µs each (benchmarks/README.md); this one costs nothing
-#: per client and still lets ``transitions`` decide every move.
 class _QuietState(MachineState):
     """A ``transitions`` state that enters and exits without logging.
 
@@ -160,6 +155,11 @@ class _Machine(Machine):
     state_cls = _QuietState
 
 
+#: The one ``transitions.Machine`` that enforces :data:`TRANSITIONS` for every client. It is
+#: built once, holds no model, and is handed each client's :class:`Lifecycle` as the model of
+#: one trigger call: ``transitions`` reads and writes only its ``state`` attribute. A Machine
+#: per client would cost memory and time on every client (benchmarks/README.md); this one
+#: costs nothing per client and still lets ``transitions`` decide every move.
 _MACHINE: Final = _Machine(
     model=None,
     states=list(State),

@@ -30,6 +30,8 @@ __all__ = ["MAX_HELD_EVENTS", "NamespaceSession"]
 #: broken ("parse error").
 MAX_HELD_EVENTS: Final = 100_000
 
+_new_event = tuple.__new__
+
 
 class NamespaceSession:
     """One namespace's Socket.IO session, across the client's transports.
@@ -64,13 +66,16 @@ class NamespaceSession:
 
     # --- connecting ---------------------------------------------------------------------
 
-    def connect_packet(self) -> Packet:
-        """The CONNECT to send after the Engine.IO handshake, offering recovery when we can.
+    def connect_packet(self, identity: dict[str, Any] | None = None) -> Packet:
+        """The CONNECT to send after the Engine.IO handshake, offering recovery when we can,
+        and the client's ``identity`` for a hub (``specs/delivery.md`` §4.1) if given.
 
         §3.5: ``pid`` and ``offset`` ride in the CONNECT payload; the user's auth keys win on
         a collision, as in socket.io-client.
         """
         auth = self.auth
+        if identity is not None:
+            auth = {"tether": identity, **(auth or {})}
         if self._pid is not None and self._offset is not None:
             auth = {"pid": self._pid, "offset": self._offset, **(auth or {})}
         return Packet(PacketType.CONNECT, self.name, auth)
@@ -116,16 +121,15 @@ class NamespaceSession:
 
     # --- events ---------------------------------------------------------------------------
 
-    def hold(self, packet: Packet) -> None:
-        """Keep an event that came before the CONNECT reply (Socket.IO v5 §2.4, pitfall 10).
+    def hold(self, packet: Packet, size: int) -> None:
+        """Keep an event that came before the CONNECT reply (Socket.IO v5 §2.4, pitfall 10);
+        ``size`` is what it took on the wire.
 
         Raises :class:`DecodeError` past :data:`MAX_HELD_EVENTS` or the byte bound.
         """
         if len(self._held) >= MAX_HELD_EVENTS:
             raise DecodeError("too many events before the CONNECT reply")
-        # Only before the CONNECT reply, so measuring by re-encoding costs the hot path nothing.
-        text, attachments = _json.dumps_with_binary(packet.data)
-        self._held_bytes += len(text) + sum(len(a) for a in attachments)
+        self._held_bytes += size
         if self._held_bytes > self._max_held_bytes:
             raise DecodeError("too many bytes of events before the CONNECT reply")
         self._held.append(packet)
@@ -155,8 +159,9 @@ class NamespaceSession:
             last = data[-1]
             if type(last) is str:
                 self._offset = last
-                return EventReceived(name, tuple(data[1:-1]), None)
-        return EventReceived(name, tuple(data[1:]), ack_id)
+                return _new_event(EventReceived, (name, tuple(data[1:-1]), None))
+        # Made without the named tuple's Python-level constructor: once per event received.
+        return _new_event(EventReceived, (name, tuple(data[1:]), ack_id))
 
     def ack_packet(self, ack_id: int, args: tuple[Any, ...]) -> Packet:
         """Our ACK for the server's event ``ack_id``."""

@@ -6,7 +6,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-__all__ = ["CoreOptions", "OverflowPolicy"]
+__all__ = ["CoreOptions", "OverflowPolicy", "check_retries"]
 
 
 class OverflowPolicy(enum.Enum):
@@ -34,6 +34,13 @@ def _check_count(name: str, value: int, *, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def check_retries(retries: int, ack_timeout: float | None) -> None:
+    """Validate ``retries`` and ``ack_timeout`` (options, or one call's overrides)."""
+    _check_count("retries", retries, minimum=0)
+    if ack_timeout is not None:
+        _check_seconds("ack_timeout", ack_timeout, allow_zero=False)
+
+
 @dataclass(frozen=True, slots=True)
 class CoreOptions:
     """Everything the sans-IO core needs to know; the driver adds the I/O options.
@@ -56,8 +63,15 @@ class CoreOptions:
     overflow: OverflowPolicy = OverflowPolicy.RAISE
     echo_messages: bool = True
     auto_join_channels: bool = True
-    #: The largest frame we send until the server's handshake announces its ``maxPayload``.
+    #: The largest frame we send to a server whose handshake announces no ``maxPayload``.
     max_payload: int = 1_000_000
+    #: More tries after the first for every emit and call (``specs/delivery.md`` §2).
+    retries: int = 0
+    #: How long one try waits for its ACK once written; ``None``: until a disconnect.
+    ack_timeout: float | None = None
+    #: The client's identity for a hub, sent with every CONNECT (``specs/delivery.md``
+    #: §4.1); ``None`` sends none. The driver draws one at random per client.
+    client_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not self.namespace.startswith("/"):
@@ -86,5 +100,10 @@ class CoreOptions:
         _check_count("max_buffered", self.max_buffered, minimum=1)
         _check_count("max_buffered_bytes", self.max_buffered_bytes, minimum=1)
         _check_count("max_payload", self.max_payload, minimum=1)
+        check_retries(self.retries, self.ack_timeout)
+        if self.client_id is not None and (
+            not isinstance(self.client_id, str) or not 1 <= len(self.client_id) <= 64
+        ):
+            raise ValueError("client_id must be a str of 1 to 64 characters, or None")
         if not isinstance(self.overflow, OverflowPolicy):
             raise TypeError(f"overflow must be an OverflowPolicy, got {self.overflow!r}")

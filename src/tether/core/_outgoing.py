@@ -20,12 +20,12 @@ Three pieces, in the order a message meets them:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._engineio import EnginePacketType, encode_frame
-from ._errors import BufferFull
+from ._errors import BufferFull, Disconnected, MessageTooLarge, TetherError
+from ._events import MessageDropped
 from ._options import OverflowPolicy
 from ._socketio import Packet, PacketType, encode_packet
 
@@ -34,12 +34,22 @@ __all__ = [
     "OfflineBuffer",
     "Outbox",
     "Outgoing",
+    "check_size",
     "encode_event",
     "packet_frames",
+    "too_large",
 ]
 
 _MESSAGE = EnginePacketType.MESSAGE
 _EVENT = PacketType.EVENT
+
+
+class _Acks(Protocol):
+    """What the way out needs of the acks (``_acks.Acks``)."""
+
+    def taken(self, call_id: int) -> bool: ...
+
+    def refuse(self, call_id: int, error: TetherError) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +57,16 @@ class Outgoing:
     """One user message on its way: its Engine.IO frames, their size, and what it was.
 
     ``size`` counts bytes as the buffer bounds and ``maxPayload`` do. ``event`` is the
-    Socket.IO event name and ``call_id`` the call waiting for its ack, if any.
+    Socket.IO event name and ``call_id`` the id of the ACK it asks for, if any. ``seq``
+    orders the messages of a client as they were emitted: what goes back to the buffer
+    after a disconnect (unwritten, or written and to be tried again) goes back in that order.
     """
 
     frames: tuple[str | bytes, ...]
     size: int
     event: str
     call_id: int | None = None
+    seq: int = 0
 
 
 def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
@@ -64,26 +77,50 @@ def packet_frames(packet: Packet) -> tuple[str | bytes, ...]:
 
 
 def encode_event(
-    namespace: str, data: list[Any], call_id: int | None, max_payload: int
+    namespace: str,
+    data: list[Any],
+    call_id: int | None,
+    max_payload: int | None,
+    seq: int = 0,
 ) -> Outgoing:
     """Encode the EVENT ``data`` (``[name, *args]``) as an :class:`Outgoing` entry.
 
     Raises ``ValueError``/``TypeError`` for data Socket.IO or JSON cannot carry, and
-    ``ValueError`` for a frame above ``max_payload`` bytes (Engine.IO v4 §"maxPayload": the
-    server would close the whole connection on it).
+    :class:`MessageTooLarge` for a frame above ``max_payload`` bytes (Engine.IO v4
+    §"maxPayload": the server would close the whole connection on it); ``None``: no server
+    has announced its limit yet, so nothing is refused for its size here (a connect's flush
+    checks, :func:`too_large`).
     """
     text, attachments = encode_packet(Packet(_EVENT, namespace, data, call_id))
     head = encode_frame(_MESSAGE, text)
     size = len(head)
-    if size * 4 > max_payload:
+    if max_payload is not None:
+        check_size(head, attachments, max_payload)
+    size += sum(len(a) for a in attachments)
+    return Outgoing((head, *attachments), size, data[0], call_id, seq)
+
+
+def check_size(head: str | bytes, attachments: list[bytes], max_payload: int) -> None:
+    """Raise :class:`MessageTooLarge` if a frame of a message is above ``max_payload``."""
+    size = len(head)
+    if size * 4 > max_payload and isinstance(head, str):
         # maxPayload counts bytes; only measure UTF-8 when the characters could exceed it.
-        size = len(text.encode()) + 1
+        size = len(head.encode())
     if size > max_payload or any(len(a) > max_payload for a in attachments):
-        raise ValueError(
+        raise MessageTooLarge(
             f"message of {size} bytes exceeds the server's maxPayload of {max_payload}"
         )
-    size += sum(len(a) for a in attachments)
-    return Outgoing((head, *attachments), size, data[0], call_id)
+
+
+def too_large(message: Outgoing, max_payload: int) -> bool:
+    """Whether a frame of ``message`` is above ``max_payload`` (a buffered message, once a
+    server announced its limit)."""
+    head, *attachments = message.frames
+    try:
+        check_size(head, attachments, max_payload)  # type: ignore[arg-type]
+    except MessageTooLarge:
+        return True
+    return False
 
 
 class OfflineBuffer:
@@ -142,16 +179,43 @@ class OfflineBuffer:
 class Outbox:
     """What is to be written on the open transport, in order.
 
-    ``on_taken(call_id)`` is told when the driver takes a call's frames (the call is then
+    ``acks.taken(call_id)`` is told when the driver takes a call's frames (the call is then
     written: its ack may come, or its session's loss fails it); it answers whether the call
-    still wants to be sent (one that timed out meanwhile is skipped, never written).
+    still wants to be sent (one that timed out meanwhile is skipped, never written). The
+    outbox counts the user's messages in it, so the buffer's bounds hold while connected too:
+    a server that stops reading makes them pile up here (``specs/bounds.md``).
     """
 
-    __slots__ = ("_entries", "_on_taken")
+    __slots__ = ("_acks", "_bytes", "_entries", "_messages")
 
-    def __init__(self, on_taken: Callable[[int], bool]) -> None:
+    def __init__(self, acks: _Acks) -> None:
         self._entries: list[str | bytes | Outgoing] = []
-        self._on_taken = on_taken
+        self._acks = acks
+        self._messages = 0
+        self._bytes = 0
+
+    @property
+    def message_count(self) -> int:
+        """How many user messages wait to be written."""
+        return self._messages
+
+    @property
+    def message_bytes(self) -> int:
+        """How many bytes the user messages waiting to be written take."""
+        return self._bytes
+
+    def fits(self, size: int, max_messages: int, max_bytes: int) -> bool:
+        """Whether one more user message of ``size`` bytes stays within the bounds."""
+        return self._messages < max_messages and self._bytes + size <= max_bytes
+
+    def pop_oldest(self) -> Outgoing:
+        """Take the oldest user message out (the ``drop_oldest`` policy); there is one."""
+        entries = self._entries
+        index, oldest = next((i, e) for i, e in enumerate(entries) if type(e) is Outgoing)
+        del entries[index]
+        self._messages -= 1
+        self._bytes -= oldest.size
+        return oldest
 
     @property
     def pending(self) -> bool:
@@ -167,11 +231,19 @@ class Outbox:
         state): never re-sent."""
         self._entries.extend(packet_frames(packet))
 
+    def add_frames(self, frames: tuple[str | bytes, ...]) -> None:
+        """Frames of the session's own, already encoded: never re-sent."""
+        self._entries.extend(frames)
+
     def add_message(self, message: Outgoing) -> None:
         self._entries.append(message)
+        self._messages += 1
+        self._bytes += message.size
 
     def add_messages(self, messages: list[Outgoing]) -> None:
         self._entries.extend(messages)
+        self._messages += len(messages)
+        self._bytes += sum(message.size for message in messages)
 
     def take(self) -> list[str | bytes]:
         """Every frame, in order, for the driver to write now; the outbox is empty after."""
@@ -179,8 +251,9 @@ class Outbox:
         if not entries:
             return []
         self._entries = []
+        self._messages = self._bytes = 0
         frames: list[str | bytes] = []
-        on_taken = self._on_taken
+        on_taken = self._acks.taken
         for entry in entries:
             if type(entry) is Outgoing:
                 if entry.call_id is None or on_taken(entry.call_id):
@@ -198,13 +271,11 @@ class Outbox:
 
 
 class BufferPolicy:
-    """The offline buffer and what a full one does (contract 2.5).
+    """The offline buffer, what a full one does (``specs/client.md`` "Offline buffer and
+    drops"), and the report of every message dropped: a :class:`MessageDropped` in
+    ``events``, and for a call its failure (``acks.refuse``) with the error that says why."""
 
-    ``report(message, reason)`` is told about every message dropped, with ``"buffer full"``
-    or ``"not connected"`` (``buffer_messages=False``).
-    """
-
-    __slots__ = ("_report", "buffer", "buffering", "overflow")
+    __slots__ = ("_acks", "_events", "buffer", "buffering", "overflow")
 
     def __init__(
         self,
@@ -212,49 +283,90 @@ class BufferPolicy:
         *,
         buffering: bool,
         overflow: OverflowPolicy,
-        report: Callable[[str, int | None, str], None],
+        acks: _Acks,
+        events: list[Any],
     ) -> None:
         self.buffer = buffer
         self.buffering = buffering
         self.overflow = overflow
-        self._report = report
+        self._acks = acks
+        self._events = events
 
-    def check_room(self, message: Outgoing) -> None:
+    def report(self, event: str, call_id: int | None, reason: str) -> None:
+        """A message was dropped for ``reason``: ``"buffer full"``, ``"not connected"``
+        (``buffer_messages=False``) or ``"too large"`` (a smaller ``maxPayload``)."""
+        self._events.append(MessageDropped(event, call_id, reason))
+        if call_id is not None:
+            error: TetherError
+            if reason == "not connected":
+                error = Disconnected(reason)
+            elif reason == "too large":
+                error = MessageTooLarge(
+                    "dropped from the buffer: larger than the server's maxPayload"
+                )
+            else:
+                error = BufferFull(reason)
+            self._acks.refuse(call_id, error)
+
+    def check_room(self, message: Outgoing, outbox: Outbox | None = None) -> None:
         """Raise :class:`BufferFull` if ``message`` would be refused under the ``raise``
-        policy; call it before anything changes, so a call that raises has no effect."""
+        policy, in the buffer or, while connected, in ``outbox``; call it before anything
+        changes, so a call that raises has no effect."""
+        if not self.buffering or self.overflow is not OverflowPolicy.RAISE:
+            return
         buffer = self.buffer
-        if (
-            self.buffering
-            and self.overflow is OverflowPolicy.RAISE
-            and not buffer.fits(message.size)
-        ):
+        if outbox is None:
+            if not buffer.fits(message.size):
+                raise BufferFull(
+                    f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
+                )
+        elif not outbox.fits(message.size, buffer.max_messages, buffer.max_bytes):
             raise BufferFull(
-                f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
+                f"{outbox.message_count} messages ({outbox.message_bytes} bytes) wait for the "
+                "server to read them: it reads slower than they are sent"
             )
+
+    def admit_to_outbox(self, outbox: Outbox, message: Outgoing) -> bool:
+        """Queue ``message`` for the open transport within the buffer's bounds, by the
+        policy; ``False`` if it was dropped (and reported). :meth:`check_room` has already
+        refused it under ``raise``."""
+        buffer = self.buffer
+        max_messages, max_bytes = buffer.max_messages, buffer.max_bytes
+        size = message.size
+        if not outbox.fits(size, max_messages, max_bytes):
+            if self.overflow is not OverflowPolicy.DROP_OLDEST or size > max_bytes:
+                self.report(message.event, message.call_id, "buffer full")
+                return False
+            # Some message is in the outbox: an empty one fits anything up to max_bytes.
+            while not outbox.fits(size, max_messages, max_bytes):
+                dropped = outbox.pop_oldest()
+                self.report(dropped.event, dropped.call_id, "buffer full")
+        outbox.add_message(message)
+        return True
 
     def admit(self, message: Outgoing) -> int | None:
         """Buffer ``message`` by the policy; its buffer key, or ``None`` if it was dropped
         (and reported). :meth:`check_room` has already refused it under ``raise``."""
         if not self.buffering:
-            self._report(message.event, message.call_id, "not connected")
+            self.report(message.event, message.call_id, "not connected")
             return None
         buffer = self.buffer
         size = message.size
         if not buffer.fits(size):
             if self.overflow is not OverflowPolicy.DROP_OLDEST or size > buffer.max_bytes:
                 # A message larger than the whole buffer can only drop itself.
-                self._report(message.event, message.call_id, "buffer full")
+                self.report(message.event, message.call_id, "buffer full")
                 return None
             while not buffer.fits(size):
                 dropped = buffer.pop_oldest()
-                self._report(dropped.event, dropped.call_id, "buffer full")
+                self.report(dropped.event, dropped.call_id, "buffer full")
         return buffer.push(message)
 
     def readmit(self, message: Outgoing) -> int | None:
         """Buffer a message that was never written, at the back; no other message is
         dropped for it (the ones already buffered are newer than nothing it displaced)."""
         if not self.buffering or not self.buffer.fits(message.size):
-            self._report(
+            self.report(
                 message.event, message.call_id, "buffer full" if self.buffering else "not connected"
             )
             return None

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from tether.core._errors import DecodeError
 from tether.core._errors import preview as _preview
-from tether.core._json import dumps, dumps_with_binary, loads
+from tether.core._json import dumps, dumps_with_binary, loads, loads_fast
 
 __all__ = [
     "MAX_ACK_ID",
@@ -242,7 +242,7 @@ def encode_packet(packet: Packet) -> tuple[str, list[bytes]]:
 
 def _invalid_event(data: Any) -> DecodeError:
     if type(data) is list and data and type(data[0]) is str:
-        return DecodeError(f"reserved event name {data[0]!r} received")
+        return DecodeError(f"reserved event name {_preview(data[0])} received")
     return DecodeError(f"invalid EVENT payload {_preview(data)}")
 
 
@@ -326,7 +326,7 @@ class PacketDecoder:
     * Placeholder ``num`` must be an integer (see :func:`_find_placeholders`).
     """
 
-    __slots__ = ("_attachments", "_expected", "_pending", "_slots")
+    __slots__ = ("_attachments", "_expected", "_pending", "_size", "_slots", "completed_size")
 
     def __init__(self) -> None:
         # The header of the binary packet being reassembled: (type, namespace, data, id).
@@ -334,6 +334,10 @@ class PacketDecoder:
         self._slots: list[tuple[Any, Any, int]] = []
         self._expected = 0
         self._attachments: list[bytes] = []
+        self._size = 0  # its header's characters and its attachments' bytes so far
+        #: The size of the last binary packet completed (header and attachments): what it
+        #: took on the wire, for a caller that must bound what it keeps.
+        self.completed_size = 0
 
     @property
     def awaiting_attachments(self) -> int:
@@ -348,6 +352,7 @@ class PacketDecoder:
         self._slots = []
         self._expected = 0
         self._attachments = []
+        self._size = 0
 
     def feed_text(self, text: str) -> Packet | None:
         """Decode one text MESSAGE (the Engine.IO data after the ``4``).
@@ -365,9 +370,9 @@ class PacketDecoder:
             head = text[:2]
             if head == "2[":
                 try:
-                    data = loads(text[1:])
-                except ValueError as exc:
-                    raise DecodeError(f"invalid JSON in {_preview(text)}") from exc
+                    data = loads_fast(text[1:])
+                except ValueError:
+                    return self._feed_text(text)  # the general path decides, with loads
                 if type(data) is list and data:
                     name_type = type(data[0])
                     if (
@@ -382,7 +387,7 @@ class PacketDecoder:
                 # `51-[...]`. Anything it does not accept goes to the general decoder, which
                 # reports the error.
                 try:
-                    data = loads(text[3:])
+                    data = loads_fast(text[3:])
                 except ValueError:
                     data = None
                 if _is_event_payload(data):
@@ -390,6 +395,7 @@ class PacketDecoder:
                     self._slots = _find_placeholders(data, count)
                     self._pending = (_EVENT, "/", data, None)
                     self._expected = count
+                    self._size = len(text)
                     return None
         return self._feed_text(text)
 
@@ -486,6 +492,7 @@ class PacketDecoder:
         self._slots = _find_placeholders(data, count)
         self._pending = (_EVENT if ptype == _BINARY_EVENT else _ACK, namespace, data, ack_id)
         self._expected = count
+        self._size = len(text)
         return None
 
     def feed_binary(self, data: bytes | bytearray | memoryview) -> Packet | None:
@@ -502,10 +509,12 @@ class PacketDecoder:
             raise DecodeError(f"expected a binary message, got {_preview(data)}")
         attachments = self._attachments
         attachments.append(bytes(data))
+        self._size += len(data)
         if len(attachments) < self._expected:
             return None
         for container, key, num in self._slots:
             container[key] = attachments[num]
+        self.completed_size = self._size
         self.reset()
         ptype, namespace, payload, ack_id = pending
         return Packet(ptype, namespace, payload, ack_id)

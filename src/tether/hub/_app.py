@@ -13,19 +13,22 @@ Why the less obvious choices:
 * Rooms are named ``ch:<channel>``: every sid is also a python-socketio room, so a channel
   named like someone's sid would otherwise receive that client's private traffic.
 * The store (``_store.py``), not the rooms, answers ``members``: rooms are per process.
-* Loggers: engine.io logs every packet at INFO, including the CONNECT packet that carries the
-  client's ``auth``; the engine.io and socket.io loggers are therefore pinned at WARNING.
+* Every reach into python-socketio's, python-engineio's or uvicorn's private API is in
+  ``_compat.py``; ``_asgi.py`` sits between uvicorn and python-socketio; log hygiene (no
+  secrets, nothing a client can flood) is ``_logs.py``.
+* Bounds (specs/hub-wire-format.md §4.2): each client's send queue (``_sendqueue.py``; a client
+  that does not read is disconnected), its channels (the store refuses), every ``members``
+  answer (``_paging.py``), binary attachments per packet (``_packets.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import hmac
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -33,8 +36,15 @@ import anyio.abc
 import socketio
 import uvicorn
 
+from . import _compat
+from ._asgi import Connection, HubASGI, connection_of
+from ._compat import CompatServer, MalformedPacketError, ReadyRedisManager, UvicornServer
 from ._config import HubConfig
-from ._store import Departed, MemoryStore, Profile, RedisStore, Store
+from ._logs import ENGINEIO_LOGGER, SOCKETIO_LOGGER, install_log_hygiene
+from ._packets import OversizedPayload, hub_packet_class
+from ._paging import MAX_PAGE_LIMIT, MIN_MAX_BYTES, PageBuilder, ack_frame_overhead
+from ._sendqueue import SendQueue
+from ._store import Departed, MemoryStore, Profile, RedisStore, Store, TooManyChannels
 from ._validate import (
     HubInputError,
     expect_object,
@@ -42,6 +52,7 @@ from ._validate import (
     read_channel,
     read_echo,
     read_event_name,
+    read_members_query,
     read_profile,
 )
 
@@ -52,113 +63,12 @@ log = logging.getLogger("tether.hub")
 #: Namespace the hub serves; the contract's channel API lives on "/".
 NAMESPACE = "/"
 
-#: Whether the event being handled asked for an acknowledgement (set per event, see
-#: ``_HubServer._handle_event``): errors go into the ack when there is one, else into an
-#: ``error`` event.
-_ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "tether_hub_ack_requested", default=False
-)
+#: How long a graceful stop waits for clients' writers to flush before cutting them off.
+_DRAIN_SECONDS = 2.0
+#: Members fetched from the store per step while building a legacy (unpaged) answer.
+_LEGACY_BATCH = 1000
 
 _Impl = Callable[[str, object, bool], Awaitable[Any]]
-
-
-class _HubServer(socketio.AsyncServer):  # type: ignore[misc]
-    """``AsyncServer`` that tells handlers whether the client asked for an ack.
-
-    python-socketio always sends the handler's return value as the ACK when an id was present,
-    but never tells the handler whether one was; the hub needs to know so an error goes into
-    the ack (the caller is waiting for it) or into an ``error`` event (nobody is waiting).
-    """
-
-    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: Any) -> None:
-        token = _ACK_REQUESTED.set(id is not None)
-        try:
-            await super()._handle_event(eio_sid, namespace, id, data)
-        finally:
-            _ACK_REQUESTED.reset(token)
-
-
-class _ReadyRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """``AsyncRedisManager`` that reports when its pub/sub subscription is live.
-
-    Until Redis has processed the SUBSCRIBE, messages published by other hub processes are
-    lost for this one; the hub waits for the confirmation before it says ``listening on``.
-    """
-
-    def __init__(self, url: str, channel: str, logger: logging.Logger) -> None:
-        super().__init__(url, channel=channel, logger=logger)
-        self.ready = asyncio.Event()
-
-    def _redis_connect(self) -> None:
-        super()._redis_connect()
-        # Keep subscribe confirmations: they are the readiness signal.
-        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
-
-    async def _listen(self) -> Any:
-        channel = self.channel.encode("utf-8")
-        async for message in self._redis_listen_with_retries():
-            if message["type"] == "subscribe":
-                self.ready.set()
-            elif (
-                message["channel"] == channel and message["type"] == "message" and "data" in message
-            ):
-                yield message["data"]
-
-    async def aclose(self) -> None:
-        """Stop listening and close the Redis connections (python-socketio has no close)."""
-        thread = getattr(self, "thread", None)
-        if thread is not None:
-            thread.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await thread
-        if self.pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self.pubsub.aclose()
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
-
-
-class _UvicornServer(uvicorn.Server):
-    """uvicorn without signal handling, reporting when it accepts connections.
-
-    uvicorn's own handlers re-raise the signal after shutdown (so the process dies by it) and
-    only work in the main thread; the hub's owner (the CLI or an embedding program) decides
-    what a signal means instead.
-    """
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-
-class _RedactQuery(logging.Filter):
-    """Strip query strings from uvicorn's connection log lines: clients may put secrets there."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                arg.split("?", 1)[0] + "?…" if isinstance(arg, str) and "?" in arg else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _install_log_redaction() -> None:
-    uv_log = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _RedactQuery) for f in uv_log.filters):
-        uv_log.addFilter(_RedactQuery())
-    # engine.io logs packets (including CONNECT auth) at INFO: never let that through.
-    for name in ("tether.hub.engineio", "tether.hub.socketio"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _room(channel: str) -> str:
@@ -195,8 +105,10 @@ class Hub:
         self.config = config or HubConfig()
         self._store: Store | None = None
         self._sio: Any = None
-        self._manager: _ReadyRedisManager | None = None
-        self._server: _UvicornServer | None = None
+        self._manager: ReadyRedisManager | None = None
+        self._server: UvicornServer | None = None
+        self._asgi: HubASGI | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._serve_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._port: int | None = None
@@ -244,7 +156,7 @@ class Hub:
                 "the hub needs an asyncio event loop (uvicorn); under trio use "
                 "tether.hub.start_hub_in_thread()"
             ) from None
-        _install_log_redaction()
+        install_log_hygiene()
         try:
             await self._start()
         except BaseException:
@@ -261,25 +173,29 @@ class Hub:
             await self._store.start()
             manager: Any = None
             if config.redis_url is not None:
-                self._manager = manager = _ReadyRedisManager(
+                self._manager = manager = ReadyRedisManager(
                     config.redis_url,
                     channel=f"{config.redis_prefix}socketio",
-                    logger=logging.getLogger("tether.hub.socketio"),
+                    logger=logging.getLogger(SOCKETIO_LOGGER),
                 )
             self._sio = self._make_sio(manager)
             # Initialise now rather than on the first connection (python-socketio's default)
             # so the Redis subscription is live before anybody can connect.
-            self._sio.manager_initialized = True
-            self._sio.manager.initialize()
+            _compat.initialize_manager(self._sio)
             if self._manager is not None:
                 await asyncio.wait_for(self._manager.ready.wait(), timeout=10.0)
                 # Members of hub processes that died hard are cleaned up before we serve.
                 await self._announce(await self._store.heartbeat())
                 self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
-            app = socketio.ASGIApp(self._sio, socketio_path="socket.io")
-            self._server = _UvicornServer(
+            self._asgi = HubASGI(
+                socketio.ASGIApp(self._sio, socketio_path="socket.io"),
+                on_bad_frame=self._on_bad_frame,
+                on_bad_payload=self._on_bad_payload,
+                max_body=config.max_payload,
+            )
+            self._server = UvicornServer(
                 uvicorn.Config(
-                    app,
+                    self._asgi,
                     http="h11",
                     ws="wsproto",
                     lifespan="off",
@@ -313,17 +229,22 @@ class Hub:
     def _make_store(self) -> Store:
         config = self.config
         if config.redis_url is None:
-            return MemoryStore()
-        return RedisStore(config.redis_url, config.redis_prefix, config.node_ttl)
+            return MemoryStore(config.max_channels_per_client)
+        return RedisStore(
+            config.redis_url, config.redis_prefix, config.node_ttl, config.max_channels_per_client
+        )
 
     def _make_sio(self, manager: Any) -> Any:
         config = self.config
-        sio = _HubServer(
+        sio = CompatServer(
             client_manager=manager,
             async_mode="asgi",
             async_handlers=False,
-            logger=logging.getLogger("tether.hub.socketio"),
-            engineio_logger=logging.getLogger("tether.hub.engineio"),
+            serializer=hub_packet_class(config.max_payload),
+            on_malformed=self._on_malformed_packet,
+            send_queue_factory=self._new_send_queue,
+            logger=logging.getLogger(SOCKETIO_LOGGER),
+            engineio_logger=logging.getLogger(ENGINEIO_LOGGER),
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
             max_http_buffer_size=config.max_payload,
@@ -355,8 +276,8 @@ class Hub:
     async def _graceful_stop(self) -> None:
         server = self._server
         if server is not None and server.ready.is_set():
-            for listener in getattr(server, "servers", []):
-                listener.close()
+            if self._asgi is not None:
+                self._asgi.accepting = False  # new requests are refused from here on
             await self._drop_all()
             server.should_exit = True
         if self._serve_task is not None:
@@ -367,14 +288,25 @@ class Hub:
         await self._teardown()
 
     async def _drop_all(self) -> None:
-        """Close every transport and wait (briefly) for the disconnect handlers to finish."""
-        eio = self._sio.eio
-        for sid in list(eio.sockets):
-            await self._drop_eio(sid)
-        for _ in range(100):
-            if all(s.closed for s in eio.sockets.values()):
-                break
-            await asyncio.sleep(0.02)
+        """Close every transport and wait (briefly) for the disconnect handlers to finish.
+
+        A client that does not read keeps its writer from ever reaching the close: after
+        ``_DRAIN_SECONDS`` such connections are aborted.
+        """
+        for eio_sid in _compat.open_sessions(self._sio):
+            await _compat.close_transport(self._sio, eio_sid)
+        if await self._sessions_closed_within(_DRAIN_SECONDS):
+            return
+        for eio_sid in _compat.open_sessions(self._sio):
+            await self._abort(eio_sid)
+        await self._sessions_closed_within(_DRAIN_SECONDS)
+
+    async def _sessions_closed_within(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            while _compat.open_sessions(self._sio):
+                await asyncio.sleep(0.02)
+            return True
+        return False
 
     async def _teardown(self) -> None:
         if self._heartbeat_task is not None:
@@ -431,27 +363,88 @@ class Hub:
         if self._sio is None:
             return False
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        return eio_sid is not None and await self._drop_eio(eio_sid)
+        return eio_sid is not None and await _compat.close_transport(self._sio, eio_sid)
 
-    async def _drop_eio(self, eio_sid: str) -> bool:
-        eio = self._sio.eio
-        sock = eio.sockets.get(eio_sid)
-        if sock is None or sock.closed or sock.closing:
-            return False
-        if sock.upgraded:
-            # The WebSocket writer task closes the WebSocket when it dequeues None; the reader
-            # then sees the close and runs the disconnect path with "transport close".
-            await sock.queue.put(None)
-        else:
-            await sock.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
-            await sock.queue.put(None)  # release a pending long-poll
-        return True
+    def _connection(self, eio_sid: str) -> Connection | None:
+        """The ASGI layer's record of the request that carries ``eio_sid``'s traffic."""
+        assert self._asgi is not None
+        upgraded = self._asgi.upgrades.get(eio_sid)
+        if upgraded is not None:
+            return upgraded
+        return connection_of(_compat.environ_of(self._sio, eio_sid))
+
+    async def _abort(self, eio_sid: str) -> None:
+        """Cut ``eio_sid`` off now, dropping whatever is queued or buffered for it."""
+        transport = _compat.session_transport(self._sio, eio_sid)
+        if transport is None:
+            return
+        conn = self._connection(eio_sid) if transport == "websocket" else None
+        if conn is None or not _compat.abort_transport(conn.transport):
+            await _compat.close_transport(self._sio, eio_sid)
+
+    # ---------------------------------------------------------------------------- send queues
+
+    def _new_send_queue(self) -> SendQueue:
+        return SendQueue(
+            self.config.max_send_queue, self.config.send_queue_bytes, self._on_send_overflow
+        )
+
+    def _on_send_overflow(self, queue: SendQueue) -> None:
+        """A client's send queue is full: it does not read. Disconnect it (once)."""
+        task = asyncio.get_running_loop().create_task(self._disconnect_slow_reader(queue))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _disconnect_slow_reader(self, queue: SendQueue) -> None:
+        eio_sid = _compat.session_with_queue(self._sio, queue)
+        if eio_sid is None:
+            return  # already gone
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        log.warning(
+            "disconnecting %s: it does not read (more than %d packets or %d bytes waiting "
+            "to be sent to it)",
+            sid or eio_sid,
+            queue.max_packets,
+            queue.max_bytes,
+        )
+        await self._abort(eio_sid)
+
+    # ------------------------------------------------------------------------ malformed input
+
+    def _on_bad_frame(self, conn: Connection, reason: str) -> None:
+        self._note_malformed(conn, conn.sid or "a client", reason)
+
+    def _on_bad_payload(self, eio_sid: str, reason: str) -> None:
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        self._note_malformed(self._connection(eio_sid), sid or eio_sid, reason)
+
+    async def _on_malformed_packet(self, eio_sid: str, exc: MalformedPacketError) -> None:
+        conn = self._connection(eio_sid)
+        sid = self._sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        self._note_malformed(conn, sid or eio_sid, str(exc))
+
+    @staticmethod
+    def _note_malformed(conn: Connection | None, who: str, reason: str) -> None:
+        """Malformed input is the client's problem: one INFO line per connection, no traceback
+        (specs/hub-wire-format.md §4.1); the rest are counted and shown at disconnect."""
+        if conn is None:
+            log.debug("dropped a malformed packet from %s: %s", who, reason)
+            return
+        conn.malformed += 1
+        if conn.malformed == 1:
+            log.info(
+                "dropped a malformed packet from %s: %s (further ones from this connection "
+                "are dropped without a log line)",
+                who,
+                reason,
+            )
 
     # ---------------------------------------------------------------------------- connection
 
     async def _on_connect(self, sid: str, *args: Any) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):
             return  # a client emitted an event named "connect": not a connection
+        environ = args[0] if args else None
         auth = args[1] if len(args) > 1 else None
         token = self.config.token
         if token is not None:
@@ -464,19 +457,35 @@ class Hub:
                     "unauthorized", {"reason": "invalid token"}
                 )
         assert self._store is not None
-        await self._store.add_client(sid)
+        try:
+            await self._store.add_client(sid)
+        except Exception:
+            log.exception("could not register %s", sid)
+            raise socketio.exceptions.ConnectionRefusedError("internal error") from None
+        conn = connection_of(environ)
+        if conn is not None:
+            conn.sid = sid
         log.debug("connected %s", sid)
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):
             return  # a client emitted an event named "disconnect": it is still connected
+        reason = args[0] if args else None
+        if reason == self._sio.reason.PING_TIMEOUT:
+            # The client stopped answering pings, most likely because it stopped reading: the
+            # Engine.IO CLOSE python-engineio queues for it would never be written, and its
+            # writer, buffers and socket would wait for a reader forever. Reset it now.
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+            conn = None if eio_sid is None else self._connection(eio_sid)
+            if conn is not None and conn.websocket:
+                _compat.abort_transport(conn.transport)
         assert self._store is not None
         try:
             departed = await self._store.remove_client(sid)
             await self._announce([departed])
         except Exception:
             log.exception("could not clean up after %s", sid)
-        log.debug("disconnected %s (%s)", sid, args[0] if args else "?")
+        log.debug("disconnected %s (%s)", sid, reason)
 
     async def _announce(self, departed: list[Departed]) -> None:
         """``channel:leave`` for members that are gone (no echo: they are not there)."""
@@ -501,10 +510,15 @@ class Hub:
     def _handler(self, name: str, impl: _Impl) -> Callable[..., Awaitable[Any]]:
         """Wrap a handler: one payload argument, errors reported to the sender, never raised."""
 
+        max_payload = self.config.max_payload
+
         async def handler(sid: str, *args: Any) -> Any:
-            wants_ack = _ACK_REQUESTED.get()
+            wants_ack = _compat.ack_requested()
+            payload = args[0] if args else None
             try:
-                return await impl(sid, args[0] if args else None, wants_ack)
+                if isinstance(payload, OversizedPayload):
+                    raise HubInputError(f"message larger than {max_payload} bytes")
+                return await impl(sid, payload, wants_ack)
             except HubInputError as exc:
                 message = str(exc)
             except Exception:
@@ -520,9 +534,12 @@ class Hub:
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> Any:
         message = f"unknown event {event!r}"
-        if _ACK_REQUESTED.get():
+        if _compat.ack_requested():
             return {"error": message}
-        await self._send_error(sid, event, message)
+        try:
+            await self._send_error(sid, event, message)
+        except Exception:
+            log.exception("could not answer an unknown event from %s", sid)
         return None
 
     async def _send_error(self, sid: str, event: object, message: str) -> None:
@@ -552,7 +569,11 @@ class Hub:
         assert channel is not None
         echo = read_echo(fields)
         assert self._store is not None
-        new, profile = await self._store.join(sid, channel, echo)
+        try:
+            new, profile = await self._store.join(sid, channel, echo)
+        except TooManyChannels:
+            limit = self.config.max_channels_per_client
+            raise HubInputError(f"too many channels (at most {limit} per client)") from None
         await self._sio.enter_room(sid, _room(channel), namespace=NAMESPACE)
         if new:
             await self._member_event(
@@ -599,14 +620,44 @@ class Hub:
                 "channel:update", channel, sid, profile, skip=None if echo else sid
             )
 
-    async def _members(self, sid: str, payload: object, wants_ack: bool) -> list[dict[str, Any]]:
-        if not wants_ack:
+    async def _members(self, sid: str, payload: object, wants_ack: bool) -> Any:
+        """The member list, sized to fit one frame (specs/hub-wire-format.md §2.7)."""
+        ack_id = _compat.ack_id()
+        if ack_id is None:
             raise HubInputError("members needs an acknowledgement (emit it with an ack)")
-        fields = expect_object(payload)
-        channel = read_channel(fields, self.config.max_channel_name)
-        assert channel is not None
+        query = read_members_query(
+            expect_object(payload),
+            self.config.max_channel_name,
+            max_limit=MAX_PAGE_LIMIT,
+            min_max_bytes=MIN_MAX_BYTES,
+        )
         assert self._store is not None
-        return [{"id": member, "data": data} for member, data in await self._store.members(channel)]
+        max_payload = self.config.max_payload
+        frame = max_payload if query.max_bytes is None else min(query.max_bytes, max_payload)
+        page = PageBuilder(
+            budget=frame - ack_frame_overhead(ack_id),
+            limit=query.limit if query.limit is not None else 1 << 62,
+            paged=query.paged,
+        )
+        if query.paged:
+            assert query.limit is not None
+            # One more than asked: whether it exists says if there is a next page.
+            found = await self._store.members(
+                query.channel, after=query.after, limit=query.limit + 1
+            )
+            more = not page.add_all(found)
+            return page.answer(more=more)
+        after = 0
+        while True:
+            found = await self._store.members(query.channel, after=after, limit=_LEGACY_BATCH)
+            if not page.add_all(found):
+                raise HubInputError(
+                    f"member list larger than {max_payload} bytes: ask for it in pages "
+                    "(limit, cursor, max_bytes)"
+                )
+            if len(found) < _LEGACY_BATCH:
+                return page.answer(more=False)
+            after = found[-1].position
 
 
 async def run_hub(

@@ -14,6 +14,12 @@ __all__ = ["DEFAULT_PORT", "HubConfig", "redact_url"]
 
 DEFAULT_PORT = 8765
 
+#: Defaults of the bounds in specs/hub-wire-format.md §4.2.
+DEFAULT_MAX_CHANNELS_PER_CLIENT = 1000
+DEFAULT_MAX_SEND_QUEUE = 10_000
+#: Without ``max_send_queue_bytes``, a client may fall this many ``max_payload`` behind.
+SEND_QUEUE_PAYLOADS = 4
+
 
 @dataclass(frozen=True)
 class HubConfig:
@@ -33,6 +39,18 @@ class HubConfig:
     max_payload: int = 1_000_000
     redis_prefix: str = "tether:"
     node_ttl: float = 15.0
+    max_channels_per_client: int = DEFAULT_MAX_CHANNELS_PER_CLIENT
+    #: Packets waiting to be sent to one client before it is disconnected as not reading.
+    max_send_queue: int = DEFAULT_MAX_SEND_QUEUE
+    #: Bytes waiting to be sent to one client; ``None``: ``SEND_QUEUE_PAYLOADS × max_payload``.
+    max_send_queue_bytes: int | None = None
+
+    @property
+    def send_queue_bytes(self) -> int:
+        """The byte bound of a client's send queue in force."""
+        if self.max_send_queue_bytes is not None:
+            return self.max_send_queue_bytes
+        return SEND_QUEUE_PAYLOADS * self.max_payload
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -47,6 +65,16 @@ class HubConfig:
             raise ValueError("max_channel_name must be at least 1")
         if self.max_payload < 1024:
             raise ValueError("max_payload must be at least 1024 bytes")
+        if self.max_channels_per_client < 1:
+            raise ValueError("max_channels_per_client must be at least 1")
+        if self.max_send_queue < 100:
+            raise ValueError("max_send_queue must be at least 100 packets")
+        queue_bytes = self.max_send_queue_bytes
+        if queue_bytes is not None and queue_bytes < 2 * self.max_payload:
+            raise ValueError(
+                "max_send_queue_bytes must be at least twice max_payload (one whole message "
+                "and its envelope must fit)"
+            )
         if self.token is not None and not self.token:
             raise ValueError("token must not be empty (omit it to disable auth)")
         if not self.redis_prefix:
@@ -75,6 +103,9 @@ class HubConfig:
                 "max_payload",
                 "redis_prefix",
                 "node_ttl",
+                "max_channels_per_client",
+                "max_send_queue",
+                "max_send_queue_bytes",
             )
         )
         token = "'***'" if self.token else "None"

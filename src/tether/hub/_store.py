@@ -5,7 +5,11 @@ cannot answer "who is in this channel?" for a multi-process hub. The store is th
 truth for membership and profiles: ``MemoryStore`` for a single process, ``RedisStore`` when
 several hub processes share a Redis server. Rooms are still used for delivery.
 
-Both stores keep members in join order so ``members`` answers are stable.
+Both stores keep members in join order so ``members`` answers are stable: each membership
+gets a position (a sequence number, increasing with every join) and ``members`` pages by it.
+A re-join of a member already in a channel keeps its position.
+
+Both refuse a join past the per-client channel limit (``TooManyChannels``), atomically.
 
 Redis layout (``P`` is the configured prefix, ``tether:`` by default):
 
@@ -31,9 +35,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._paging import Member
 from ._validate import json_text
 
-__all__ = ["Departed", "MemoryStore", "RedisStore", "Store"]
+__all__ = ["Departed", "MemoryStore", "RedisStore", "Store", "TooManyChannels"]
 
 log = logging.getLogger("tether.hub")
 
@@ -49,6 +54,10 @@ class Departed:
     channels: tuple[str, ...]
 
 
+class TooManyChannels(Exception):
+    """The client is already in as many channels as the hub allows one client."""
+
+
 class Store(Protocol):
     """The operations the hub needs; every method is one atomic step."""
 
@@ -57,7 +66,11 @@ class Store(Protocol):
     async def add_client(self, sid: str) -> None: ...
     async def remove_client(self, sid: str) -> Departed: ...
     async def join(self, sid: str, channel: str, echo: bool) -> tuple[bool, Profile]:
-        """Add ``sid`` to ``channel``; ``(True, profile)`` if it was not a member yet."""
+        """Add ``sid`` to ``channel``; ``(True, profile)`` if it was not a member yet.
+
+        Raises ``TooManyChannels`` (and changes nothing) when ``sid`` is not a member yet and
+        already is in ``max_channels_per_client`` channels.
+        """
         ...
 
     async def leave(self, sid: str, channel: str) -> tuple[bool, Profile]:
@@ -68,7 +81,10 @@ class Store(Protocol):
         """Store the profile; return the channels ``sid`` is in."""
         ...
 
-    async def members(self, channel: str) -> list[tuple[str, Profile]]: ...
+    async def members(self, channel: str, *, after: int = 0, limit: int) -> list[Member]:
+        """At most ``limit`` members whose position is above ``after``, in join order."""
+        ...
+
     async def heartbeat(self) -> list[Departed]:
         """Keep this process registered; return members of dead processes it cleaned up."""
         ...
@@ -79,12 +95,19 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    """Single-process store: plain dicts, insertion-ordered."""
+    """Single-process store: plain dicts, insertion-ordered.
 
-    def __init__(self) -> None:
+    A channel's members dict (sid → position) is in ascending position order, because a
+    position is only ever given to a sid inserted at the end. ``members`` scans it from the
+    start, so paging through a channel of n members costs O(n) per page.
+    """
+
+    def __init__(self, max_channels_per_client: int) -> None:
+        self._max_channels = max_channels_per_client
         self._profiles: dict[str, Profile] = {}
         self._channels: dict[str, dict[str, bool]] = {}
-        self._members: dict[str, dict[str, None]] = {}
+        self._members: dict[str, dict[str, int]] = {}
+        self._position = 0
 
     async def start(self) -> None:
         return None
@@ -106,8 +129,12 @@ class MemoryStore:
     async def join(self, sid: str, channel: str, echo: bool) -> tuple[bool, Profile]:
         joined = self._channels.setdefault(sid, {})
         new = channel not in joined
+        if new:
+            if len(joined) >= self._max_channels:
+                raise TooManyChannels
+            self._position += 1
+            self._members.setdefault(channel, {})[sid] = self._position
         joined[channel] = echo
-        self._members.setdefault(channel, {})[sid] = None
         return new, self._profiles.get(sid)
 
     async def leave(self, sid: str, channel: str) -> tuple[bool, Profile]:
@@ -122,8 +149,16 @@ class MemoryStore:
         self._profiles[sid] = profile
         return list(self._channels.get(sid, {}))
 
-    async def members(self, channel: str) -> list[tuple[str, Profile]]:
-        return [(sid, self._profiles.get(sid)) for sid in self._members.get(channel, {})]
+    async def members(self, channel: str, *, after: int = 0, limit: int) -> list[Member]:
+        found: list[Member] = []
+        if limit < 1:
+            return found
+        for sid, position in self._members.get(channel, {}).items():
+            if position > after:
+                found.append(Member(sid, self._profiles.get(sid), position))
+                if len(found) == limit:
+                    break
+        return found
 
     async def heartbeat(self) -> list[Departed]:
         return []
@@ -143,15 +178,19 @@ class MemoryStore:
 # half-joined or half-removed. Keys are built from ARGV (prefix first); fine for a single Redis
 # server or a replicated pair, not for Redis Cluster (documented in specs/hub-wire-format.md).
 _JOIN = """
-local p, sid, ch, echo, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-redis.call('SADD', p .. 'node:' .. node, sid)
+local p, sid, ch, echo, node, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local mkey = p .. 'members:' .. ch
+local ckey = p .. 'chans:' .. sid
 local new = 0
 if not redis.call('ZSCORE', mkey, sid) then
+  if redis.call('HLEN', ckey) >= tonumber(limit) then
+    return {-1, false}
+  end
   redis.call('ZADD', mkey, redis.call('INCR', p .. 'seq'), sid)
   new = 1
 end
-redis.call('HSET', p .. 'chans:' .. sid, ch, echo)
+redis.call('SADD', p .. 'node:' .. node, sid)
+redis.call('HSET', ckey, ch, echo)
 return {new, redis.call('HGET', p .. 'profile', sid)}
 """
 
@@ -174,11 +213,14 @@ return redis.call('HKEYS', p .. 'chans:' .. sid)
 """
 
 _MEMBERS = """
-local p, ch = ARGV[1], ARGV[2]
+local p, ch, after, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rows = redis.call('ZRANGEBYSCORE', p .. 'members:' .. ch, '(' .. after, '+inf',
+  'WITHSCORES', 'LIMIT', 0, limit)
 local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', p .. 'members:' .. ch, 0, -1)) do
-  out[#out + 1] = sid
-  out[#out + 1] = redis.call('HGET', p .. 'profile', sid)
+for i = 1, #rows, 2 do
+  out[#out + 1] = rows[i]
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('HGET', p .. 'profile', rows[i])
 end
 return out
 """
@@ -206,8 +248,11 @@ class RedisStore:
     can announce ``channel:leave``. A short lock makes sure only one process reaps a dead node.
     """
 
-    def __init__(self, url: str, prefix: str, node_ttl: float) -> None:
+    def __init__(
+        self, url: str, prefix: str, node_ttl: float, max_channels_per_client: int
+    ) -> None:
         self._url = url
+        self._max_channels = str(max_channels_per_client)
         self._prefix = prefix
         self._ttl_ms = max(1, int(node_ttl * 1000))
         self.node_id = uuid.uuid4().hex
@@ -243,7 +288,11 @@ class RedisStore:
         return await self._remove(sid, self.node_id)
 
     async def join(self, sid: str, channel: str, echo: bool) -> tuple[bool, Profile]:
-        new, profile = await self._run("join", sid, channel, "1" if echo else "0", self.node_id)
+        new, profile = await self._run(
+            "join", sid, channel, "1" if echo else "0", self.node_id, self._max_channels
+        )
+        if new == -1:
+            raise TooManyChannels
         return bool(new), _load_profile(profile)
 
     async def leave(self, sid: str, channel: str) -> tuple[bool, Profile]:
@@ -255,9 +304,14 @@ class RedisStore:
         channels: list[str] = await self._run("set_profile", sid, text, self.node_id)
         return channels
 
-    async def members(self, channel: str) -> list[tuple[str, Profile]]:
-        flat: list[str | None] = await self._run("members", channel)
-        return [(str(flat[i]), _load_profile(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+    async def members(self, channel: str, *, after: int = 0, limit: int) -> list[Member]:
+        if limit < 1:
+            return []
+        flat: list[str | None] = await self._run("members", channel, str(after), str(limit))
+        return [
+            Member(str(flat[i]), _load_profile(flat[i + 2]), int(float(str(flat[i + 1]))))
+            for i in range(0, len(flat) - 2, 3)
+        ]
 
     async def heartbeat(self) -> list[Departed]:
         await self._beat()

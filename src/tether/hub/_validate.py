@@ -8,18 +8,22 @@ exception deep inside python-socketio. See specs/hub-wire-format.md for the rule
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "RESERVED_EVENTS",
     "HubInputError",
+    "MembersQuery",
     "expect_object",
     "json_text",
     "payload_size",
     "read_channel",
     "read_echo",
     "read_event_name",
+    "read_members_query",
     "read_profile",
 ]
 
@@ -110,6 +114,52 @@ def read_profile(payload: Mapping[str, Any], max_payload: int) -> dict[str, Any]
     if len(text.encode()) > max_payload:
         raise HubInputError(f"data larger than {max_payload} bytes")
     return data
+
+
+@dataclass(frozen=True)
+class MembersQuery:
+    """A ``members`` request: the legacy form (``paged`` false) or a page request."""
+
+    channel: str
+    paged: bool
+    #: Most members in the answer (``None``: all of them, legacy form).
+    limit: int | None
+    #: Position after which the page starts (0: from the first member).
+    after: int
+    #: The client's own bound on the answer's frame, in bytes (``None``: the hub's).
+    max_bytes: int | None
+
+
+_CURSOR = re.compile(r"[0-9]{1,20}")
+
+
+def read_members_query(
+    payload: Mapping[str, Any], max_len: int, *, max_limit: int, min_max_bytes: int
+) -> MembersQuery:
+    """``{"channel", "limit"?, "cursor"?, "max_bytes"?}``; any of the last three present (not
+    ``null``) asks for a page (specs/hub-wire-format.md §2.7)."""
+    channel = read_channel(payload, max_len)
+    assert channel is not None
+    limit, cursor, max_bytes = (payload.get(key) for key in ("limit", "cursor", "max_bytes"))
+    if limit is None and cursor is None and max_bytes is None:
+        return MembersQuery(channel, paged=False, limit=None, after=0, max_bytes=None)
+    if limit is not None and not (_is_int(limit) and 1 <= limit <= max_limit):
+        raise HubInputError(f"limit must be an integer from 1 to {max_limit}")
+    if cursor is not None and not (isinstance(cursor, str) and _CURSOR.fullmatch(cursor)):
+        raise HubInputError("cursor must be the next value of an earlier answer")
+    if max_bytes is not None and not (_is_int(max_bytes) and max_bytes >= min_max_bytes):
+        raise HubInputError(f"max_bytes must be an integer of at least {min_max_bytes}")
+    return MembersQuery(
+        channel,
+        paged=True,
+        limit=max_limit if limit is None else limit,
+        after=0 if cursor is None else int(cursor),
+        max_bytes=max_bytes,
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def json_text(value: object) -> str:

@@ -50,6 +50,7 @@ from tether._listeners import (
     ErrorListener,
     Listener,
     PayloadListener,
+    ResumeListener,
     StateListener,
     UserEventListener,
 )
@@ -137,6 +138,8 @@ class RealtimeClient:
         transports: Sequence[str] = TRANSPORT_NAMES,
         proxy: str | None = None,
         trust_env: bool = True,
+        retries: int = 0,
+        ack_timeout: float | None = None,
         backend: str = "asyncio",
         backend_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -168,6 +171,8 @@ class RealtimeClient:
             transports=transports,
             proxy=proxy,
             trust_env=trust_env,
+            retries=retries,
+            ack_timeout=ack_timeout,
         )
         self._url = url
         self._backend = backend
@@ -404,6 +409,11 @@ class RealtimeClient:
         """Call ``fn(dropped)`` for every message dropped (a :class:`~tether.MessageDropped`)."""
         return self._client.on_buffer_overflow(_plain(fn))
 
+    def on_resume(self, fn: ResumeListener) -> ResumeListener:
+        """Call ``fn(resume)`` after a reconnect (or ``close()`` + ``open()``) for each hub
+        stream the client had joined (a :class:`~tether.StreamResumed`)."""
+        return self._client.on_resume(_plain(fn))
+
     def on_join(self, fn: PayloadListener) -> PayloadListener:
         """Call ``fn(payload)`` when a member joins one of your channels."""
         return self._client.on_join(_plain(fn))
@@ -445,14 +455,31 @@ class RealtimeClient:
         """Emit ``event`` with JSON/bytes ``args``; buffered while not connected. Non-blocking."""
         self._client.emit(event, *args)
 
-    def call(self, event: str, *args: Any, timeout: float | None = 30.0) -> Any:
+    def call(
+        self,
+        event: str,
+        *args: Any,
+        timeout: float | None = 30.0,
+        retries: int | None = None,
+        ack_timeout: float | None = None,
+    ) -> Any:
         """Emit with an acknowledgement and block until the ack's value (a tuple if several).
 
-        Raises :class:`~tether.AckTimeout`, :class:`~tether.Disconnected` or
-        :class:`~tether.BufferFull`.
+        ``timeout`` bounds the whole call, time in the offline buffer included (``None``: no
+        bound); ``retries`` and ``ack_timeout`` override the client's for this call
+        (specs/delivery.md §2). Raises :class:`~tether.AckTimeout` or
+        :class:`~tether.Disconnected` (the last try's error), or :class:`~tether.BufferFull`.
         """
         return self._blocking(
-            "call", functools.partial(self._client.call, event, *args, timeout=timeout)
+            "call",
+            functools.partial(
+                self._client.call,
+                event,
+                *args,
+                timeout=timeout,
+                retries=retries,
+                ack_timeout=ack_timeout,
+            ),
         )
 
     def join(self, channel: str, echo: bool | None = None) -> None:
@@ -476,7 +503,8 @@ class RealtimeClient:
         self._client.update_profile(data, echo)
 
     def get_members(self, channel: str, *, timeout: float | None = 30.0) -> list[Member]:
-        """Block until the hub lists the members of ``channel``, with their profiles."""
+        """Block until the hub lists the members of ``channel``, with their profiles, in join
+        order (asked for in pages, within ``timeout`` for all of them)."""
         return self._blocking(
             "get_members",
             functools.partial(self._client.get_members, channel, timeout=timeout),

@@ -16,6 +16,7 @@ import inspect
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio
@@ -40,7 +41,7 @@ class _Job:
 
     __slots__ = ("args", "done", "listeners", "name", "reply")
 
-    def __init__(self, listeners: list[Listener], args: tuple[Any, ...], name: str) -> None:
+    def __init__(self, listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> None:
         self.listeners = listeners
         self.args = args
         self.name = name
@@ -85,7 +86,7 @@ class ListenerThread:
         return not thread.is_alive()
 
     async def run_listeners(
-        self, listeners: list[Listener], args: tuple[Any, ...], name: str
+        self, listeners: Sequence[Listener], args: tuple[Any, ...], name: str
     ) -> Any:
         """Run ``listeners`` for one fact in the thread; their first reply."""
         if not listeners:
@@ -109,7 +110,7 @@ class ListenerThread:
                 pass  # the event loop is gone: nobody waits for this job
 
 
-def _call_listeners(listeners: list[Listener], args: tuple[Any, ...], name: str) -> Any:
+def _call_listeners(listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> Any:
     """Call each listener; the first value other than ``None``. A listener's exception is
     logged and changes nothing (``specs/client.md``), as on the async client."""
     reply: Any = None

@@ -20,6 +20,7 @@ specs/transports.md §Proxies has the rules; in short:
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
@@ -33,6 +34,8 @@ import h11
 __all__ = ["Proxy", "ProxyRefused", "open_tunnel", "parse_proxy", "select_proxy"]
 
 _DEFAULT_PORT: Final = 80
+#: The ``<scheme>_proxy`` variables a connection can use (``no`` is NO_PROXY).
+_PROXY_SCHEMES: Final = ("http", "https", "all", "no")
 #: What the tunnel's answer head may take at most (h11's default limit).
 _MAX_HEAD: Final = 16 * 1024
 _READ_SIZE: Final = 16 * 1024
@@ -129,6 +132,24 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(host, port or _DEFAULT_PORT, authorization)
 
 
+def _environment_proxies() -> dict[str, str]:
+    """The proxy variables as ``urllib.request.getproxies_environment`` reads them (a
+    lower-case name wins over its upper-case twin, even empty; ``HTTP_PROXY`` is ignored in a
+    CGI request), looking up those names only: urllib walks the whole environment, which
+    on every connect costs more than the rest of its set-up."""
+    environ = os.environ
+    proxies: dict[str, str] = {}
+    for scheme in _PROXY_SCHEMES:
+        value = environ.get(f"{scheme}_proxy")
+        if value is None:
+            value = environ.get(f"{scheme.upper()}_PROXY")
+        if value:
+            proxies[scheme] = value
+    if "REQUEST_METHOD" in environ:
+        proxies.pop("http", None)
+    return proxies
+
+
 def select_proxy(
     host: str, port: int, *, secure: bool, proxy: Proxy | None, trust_env: bool
 ) -> Proxy | None:
@@ -142,7 +163,7 @@ def select_proxy(
         return proxy
     if not trust_env:
         return None
-    proxies = urllib.request.getproxies_environment()
+    proxies = _environment_proxies()
     scheme = "https" if secure else "http"
     url = proxies.get(scheme) or proxies.get("all")
     if not url:

@@ -3,10 +3,8 @@
 Why not ``anyio.connect_tcp``'s stream: on asyncio it is an asyncio transport plus anyio's
 ``StreamProtocol``, which holds three ``collections.deque`` objects and two
 ``asyncio.Event`` objects for the life of the connection. An idle client holds those for
-nothing: the socket itself already buffers what arrives. Measured with ``python -m
-benchmarks.profile --what memory --count 300 --backend asyncio``, the asyncio and anyio
-layers shrank by about 3.2 KB per idle connection with this stream, which costs about
-0.9 KB itself (the socket, this object, the suspended receive()).
+nothing: the socket itself already buffers what arrives (benchmarks/README.md, "Memory",
+has the figures; ``python -m benchmarks.profile --what memory`` measures them).
 :class:`SocketStream` keeps only the socket and waits on it with anyio's public
 ``wait_readable``/``wait_writable``, so it runs unchanged on asyncio and trio.
 
@@ -130,8 +128,8 @@ class SocketStream(anyio.abc.SocketStream):
         # Only a send cancelled while waiting for room in the kernel buffer may have sent
         # part of item (the transports poison the stream then). When the kernel takes it all
         # at once the send does not yield (like anyio's fast_acquire locks): one event loop
-        # turn less per call() round trip (about 5 µs of CPU), and the writers above never
-        # loop on send without awaiting something else in between.
+        # turn less per call() round trip, and the writers above never loop on send without
+        # awaiting something else in between.
         await anyio.lowlevel.checkpoint_if_cancelled()
         sock = self._sock
         try:

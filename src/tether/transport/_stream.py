@@ -311,8 +311,9 @@ class SendLock:
 
     What ``anyio.Lock(fast_acquire=True)`` does for the transports' writes (an uncontended
     acquire does not checkpoint; waiters get the lock in the order they asked), without the
-    deque every ``anyio.Lock`` keeps from birth (0.8 KB on each idle connection). Contention
-    is rare here: the driver itself never has two writes in flight.
+    deque every ``anyio.Lock`` keeps from birth, which each idle connection would hold for
+    nothing. Contention is rare here: one task writes at a time as a rule, the transport's
+    own pong the exception.
     """
 
     __slots__ = ("_locked", "_waiters")
@@ -390,8 +391,8 @@ class StreamTransport(ReadDeadline):
         self._read_size = read_size
         self._close_timeout = close_timeout
         # Decoded messages not yet returned, as a stack: the next one is last. Only an empty
-        # stack is fed (a whole read's messages), then reversed; a list is 0.6 KB smaller
-        # than a deque, which an idle connection would hold for nothing.
+        # stack is fed (a whole read's messages), then reversed; a list rather than a deque,
+        # which is much larger empty, and an idle connection would hold it for nothing.
         self._ready: list[Message] = []
         self._reply = bytearray()  # control frames owed to the peer: pongs, the close echo
         self._send_lock = SendLock()

@@ -5,10 +5,9 @@ Both WebSocket transports open their connections with it: ``StreamConnector`` wr
 hands the stream to the library's framing (wsproto's ``FrameProtocol``, websockets'
 ``Protocol``). Why not wsproto's own handshake (``WSConnection`` over h11): it is a general
 HTTP/1.1 machine, and on a fresh connect it was the largest single cost of the client
-(interleaved A/B against Node on loopback: 0.12–0.13 ms of CPU per connect, 14–16 % of the
-whole connect). A client handshake needs far less: write one fixed request, read one
-response head, accept exactly one shape of it. The random key and the accept token still
-come from wsproto (``wsproto.utilities``).
+(benchmarks/README.md, "Connect"). A client handshake needs far less: write one fixed
+request, read one response head, accept exactly one shape of it. The random key and the
+accept token still come from wsproto (``wsproto.utilities``).
 
 What is checked, and what happens otherwise (each a ``TransportError`` at the caller):
 

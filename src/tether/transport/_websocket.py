@@ -41,15 +41,9 @@ from ._stream import (
     Endpoint,
     StreamConnector,
     StreamTransport,
-    describe,
-    parse_url,
 )
 
 __all__ = ["WebSocketConnector", "WebSocketTransport"]
-
-# Their names before they moved to _stream; tests still import them from here.
-_describe = describe
-_parse_url = parse_url
 
 # Enum members are singletons: the receive path compares them with ``is``.
 _TEXT: Final = Opcode.TEXT
@@ -113,10 +107,10 @@ class WebSocketTransport(StreamTransport):
         super().__init__(stream, where=where, read_size=read_size, close_timeout=close_timeout)
         if not proto.client:
             raise ValueError("WebSocketTransport needs a client-side FrameProtocol")
-        # Only wsproto's framing layer: no Connection around it (an event queue, a deque of
-        # 0.76 KB even when empty, and an Event object plus a generator step for every
-        # frame). What the server sent right behind the 101 may already be buffered in it;
-        # _process() below decodes that like any later read.
+        # Only wsproto's framing layer: no Connection around it (an event queue, a deque held
+        # even when empty, and an Event object plus a generator step for every frame). What
+        # the server sent right behind the 101 may already be buffered in it; _process()
+        # below decodes that like any later read.
         self._proto = proto
         # RFC 6455 4.1 / 7.1: the connection's state, as wsproto's Connection would track
         # it. Only OPEN, LOCAL_CLOSING (our close frame went out) and CLOSED (the closing
