@@ -4,6 +4,7 @@ and nothing from third parties at INFO for one connect and close."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -160,3 +161,37 @@ async def test_tether_configures_no_logger(caplog: pytest.LogCaptureFixture) -> 
     }
     assert after == before
     assert (logging.getLogger().level, list(logging.getLogger().handlers)) == root
+
+
+async def test_a_resumed_hub_stream_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # The hub's continuity answers (specs/delivery.md §4), played by a scripted server: the
+    # first join learns the channel's position; the re-joins after each drop offer it back.
+    connector = MemoryConnector()
+    server = ScriptedServer(connector)
+    caplog.set_level(logging.DEBUG, logger="tether")
+
+    async def answer_join(peer: Any, answer: dict[str, Any]) -> None:
+        frame = str(await peer.receive())
+        match = re.fullmatch(r'42(\d+)\["join",.*\]', frame)
+        assert match is not None, frame
+        await peer.send(f"43{match[1]}[{json.dumps(answer)}]")
+
+    async with tether.RealtimeClient(
+        "http://example.test", transport=connector, reconnection_delay=0.01
+    ) as rt:
+        rt.join("room")
+        peer, _ = await server.accept()
+        await answer_join(peer, {"pos": "p1"})
+        peer.close()
+        peer, _ = await server.accept()
+        await answer_join(peer, {"pos": "p4", "resumed": True, "replayed": 2, "reason": None})
+        peer.close()
+        peer, _ = await server.accept()
+        missed = {"pos": "p9", "resumed": False, "replayed": 0, "reason": "history trimmed"}
+        await answer_join(peer, missed)
+        await wait_until(lambda: "messages missed" in caplog.text)
+    resumes = [(level, message) for _, level, message in lines(caplog) if "resumed" in message]
+    assert resumes == [
+        (logging.DEBUG, "tether: channel 'room' resumed (2 replayed)"),
+        (logging.INFO, "tether: channel 'room' resumed with messages missed: history trimmed"),
+    ]

@@ -23,6 +23,7 @@ from tether.core import (
     SocketDisconnected,
     State,
     StateChanged,
+    StreamResumed,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,12 @@ def log_fact(fact: Any, driver: Driver) -> None:
             "tether: the reconnect attempts to %s are exhausted; the client stays closed",
             driver.credentials.where,
         )
+    elif kind is StreamResumed:
+        stream = "the broadcasts" if fact.channel is None else f"channel {fact.channel!r}"
+        if fact.resumed:
+            logger.debug("tether: %s resumed (%d replayed)", stream, fact.replayed)
+        else:
+            logger.info("tether: %s resumed with messages missed: %s", stream, fact.reason)
     elif kind is MessageDropped:
         # Per message, chosen by the overflow policy and reported to on_buffer_overflow.
         logger.debug("tether: dropped %r: %s", fact.event, fact.reason)
