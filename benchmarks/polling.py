@@ -9,8 +9,8 @@ python -m benchmarks.polling --quick    # small counts, a smoke test
 
 Needs Node and ``npm ci`` in servers/node (the integration tests' server, started here with
 ``--transports polling``), python-socketio's asyncio client (aiohttp), trio, and tinyproxy
-(scripts/setup installs it). tether's client is ``RealtimeClient(url,
-transport=EngineConnector(transports=("polling",)))``: the driver over the polling transport.
+(scripts/setup installs it). tether's client is ``RealtimeClient(url, transports=("polling",),
+trust_env=False)``: the driver over the polling transport.
 
 Figures, per client (python-socketio, tether-asyncio, tether-trio), each bench in a fresh
 subprocess, rounds rotating the client order:
@@ -61,10 +61,8 @@ def tether_client(
     url: str, proxy: str | None = None, transports: tuple[str, ...] = ("polling",)
 ) -> Any:
     import tether
-    from tether.transport import EngineConnector
 
-    connector = EngineConnector(transports=transports, proxy=proxy, trust_env=False)
-    return tether.RealtimeClient(url, transport=connector)
+    return tether.RealtimeClient(url, transports=transports, proxy=proxy, trust_env=False)
 
 
 async def tether_recv(url: str, count: int) -> dict[str, float]:

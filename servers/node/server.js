@@ -90,9 +90,12 @@ const state = {
   disconnects: [], // {sid, reason}
   records: [], // the first argument of every "record" event, in arrival order
   ticks: 0, // how many "tick" events the ticker has emitted (POST /control/ticks)
+  received: [], // {sid, event, args} per event from a client, in the order they arrived
   connections: 0,
 };
 let ticker = null;
+// The most events `received` keeps (the oldest go first): the state stays small.
+const MAX_RECEIVED = 10000;
 let muted = opts.noPing;
 
 const now = () => Date.now() / 1000;
@@ -193,6 +196,13 @@ io.on("connection", (socket) => {
   });
   if (opts.lateHello) socket.emit("hello", { sid: socket.id });
 
+  // Before the handlers, in arrival order: what the client sent, without the ack callback.
+  socket.onAny((event, ...args) => {
+    if (args.length && typeof args[args.length - 1] === "function") args.pop();
+    state.received.push({ sid: socket.id, event, args: toJson(args) });
+    if (state.received.length > MAX_RECEIVED) state.received.shift();
+  });
+
   socket.on("disconnect", (reason) => {
     state.disconnects.push({ sid: socket.id, reason, ticks: state.ticks });
   });
@@ -271,6 +281,7 @@ async function handleControl(req, res) {
         refused: state.refused,
         records: state.records,
         ticks: state.ticks,
+        received: state.received,
         muted,
       });
     }
@@ -320,6 +331,7 @@ async function handleControl(req, res) {
         return reply(res, 200, { ok: true });
       case "reset":
         state.history.length = 0;
+        state.received.length = 0;
         state.refused.length = 0;
         state.disconnects.length = 0;
         state.records.length = 0;

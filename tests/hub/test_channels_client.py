@@ -1,6 +1,10 @@
 """tether's channel API (contract 2.4, 2.5) end to end: the tether client against the hub.
 
-Every test runs on asyncio and trio. The hub is real: a ``tether serve`` subprocess (the
+Every test runs on asyncio and trio; the ones that move channel state over the wire or
+restore it after a reconnect also run every way of connecting (``way``: WebSocket on wsproto
+and websockets, polling only, polling then the upgrade), the others (call-site checks, the
+hub's refusal, its echo flags and user events, the same whatever carries them) on the
+default. The hub is real: a ``tether serve`` subprocess (the
 ``hub`` fixture), an embedded hub in a thread where a test must cut one client's transport
 (``HubThread.drop``), and two hub processes sharing a real redis-server.
 """
@@ -15,6 +19,7 @@ import anyio
 import pytest
 
 import tether
+from integration.support import WAYS, client
 from tether.hub import HubConfig, HubThread, start_hub_in_thread
 
 from .conftest import HubProcess, RedisServer, unique
@@ -48,6 +53,14 @@ class Inbox:
         return [p["message"] for p in self.of(event)]
 
 
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> str:
+    """How the clients connect (integration/support.py's ``WAYS``): the scenarios that move
+    channel state over the wire, or restore it after a reconnect, run on each."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
 def embedded_hub() -> Iterator[HubThread]:
     hub = start_hub_in_thread(HubConfig(port=0))
@@ -55,12 +68,12 @@ def embedded_hub() -> Iterator[HubThread]:
     hub.stop()
 
 
-async def test_join_send_broadcast_with_and_without_echo(hub: HubProcess) -> None:
+async def test_join_send_broadcast_with_and_without_echo(hub: HubProcess, way: str) -> None:
     room = unique("room")
     async with (
-        tether.RealtimeClient(hub.url) as alice,
-        tether.RealtimeClient(hub.url) as bob,
-        tether.RealtimeClient(hub.url) as carol,
+        client(hub.url, way) as alice,
+        client(hub.url, way) as bob,
+        client(hub.url, way) as carol,
     ):
         a, b, c = Inbox(alice), Inbox(bob), Inbox(carol)
         for rt in (alice, bob, carol):
@@ -87,9 +100,9 @@ async def test_join_send_broadcast_with_and_without_echo(hub: HubProcess) -> Non
         await until(lambda: bob.get_socket_id() in b.members("channel:leave", room))
 
 
-async def test_profiles_updates_and_members(hub: HubProcess) -> None:
+async def test_profiles_updates_and_members(hub: HubProcess, way: str) -> None:
     room = unique("room")
-    async with tether.RealtimeClient(hub.url) as alice, tether.RealtimeClient(hub.url) as bob:
+    async with client(hub.url, way) as alice, client(hub.url, way) as bob:
         a = Inbox(alice)
         await alice.wait_connected(10)
         await bob.wait_connected(10)
@@ -119,14 +132,16 @@ async def test_profiles_updates_and_members(hub: HubProcess) -> None:
         assert [m.id for m in await alice.get_members(room)] == [alice.get_socket_id()]
 
 
-async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(hub: HubProcess) -> None:
+async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(
+    hub: HubProcess, way: str
+) -> None:
     room = unique("room")
-    async with tether.RealtimeClient(hub.url) as watcher:
+    async with client(hub.url, way) as watcher:
         w = Inbox(watcher)
         await watcher.wait_connected(10)
         watcher.join(room)
         await until(lambda: w.members("channel:join", room) == [watcher.get_socket_id()])
-        async with tether.RealtimeClient(hub.url, auto_connect=False) as late:
+        async with client(hub.url, way, auto_connect=False) as late:
             own = Inbox(late)
             # All buffered: nothing is connected yet.
             late.join(room, echo=False)
@@ -152,11 +167,13 @@ async def test_offline_calls_keep_their_echo_flags_and_join_is_sent_once(hub: Hu
             assert own.of("news") == []
 
 
-async def test_reconnect_rejoins_restores_profile_then_flushes(embedded_hub: HubThread) -> None:
+async def test_reconnect_rejoins_restores_profile_then_flushes(
+    embedded_hub: HubThread, way: str
+) -> None:
     room = unique("room")
     async with (
-        tether.RealtimeClient(embedded_hub.url) as alice,
-        tether.RealtimeClient(embedded_hub.url, **FAST) as bob,
+        client(embedded_hub.url, way) as alice,
+        client(embedded_hub.url, way, **FAST) as bob,
     ):
         a, b = Inbox(alice), Inbox(bob)
         await alice.wait_connected(10)
@@ -198,13 +215,15 @@ async def test_reconnect_rejoins_restores_profile_then_flushes(embedded_hub: Hub
         assert {m.id for m in await alice.get_members(room)} == {alice.get_socket_id(), second}
 
 
-async def test_auto_join_channels_off_and_buffer_messages_off(embedded_hub: HubThread) -> None:
+async def test_auto_join_channels_off_and_buffer_messages_off(
+    embedded_hub: HubThread, way: str
+) -> None:
     room = unique("room")
     dropped: list[Any] = []
     async with (
-        tether.RealtimeClient(embedded_hub.url) as alice,
-        tether.RealtimeClient(
-            embedded_hub.url, auto_join_channels=False, buffer_messages=False, **FAST
+        client(embedded_hub.url, way) as alice,
+        client(
+            embedded_hub.url, way, auto_join_channels=False, buffer_messages=False, **FAST
         ) as bob,
     ):
         a = Inbox(alice)
@@ -302,13 +321,13 @@ def two_hubs(redis: RedisServer, hub_tmp: Path) -> Iterator[list[HubProcess]]:
 
 
 @pytest.mark.redis
-async def test_clients_on_two_hubs_share_one_channel(two_hubs: list[HubProcess]) -> None:
+async def test_clients_on_two_hubs_share_one_channel(two_hubs: list[HubProcess], way: str) -> None:
     room = unique("room")
     first, second = two_hubs
     assert first.port != second.port
     async with (
-        tether.RealtimeClient(first.url) as alice,
-        tether.RealtimeClient(second.url) as bob,
+        client(first.url, way) as alice,
+        client(second.url, way) as bob,
     ):
         a, b = Inbox(alice), Inbox(bob)
         await alice.wait_connected(10)

@@ -87,6 +87,33 @@ def test_handle_event_override() -> None:
     check(got == ["self", "eio_sid", "namespace", "id", "data"], item, "socketio", f"{got}")
 
 
+def test_handle_eio_disconnect_override_ends_a_waiting_long_poll() -> None:
+    item = "AsyncServer._handle_eio_disconnect(eio_sid, reason)"
+    method = getattr(socketio.AsyncServer, "_handle_eio_disconnect", None)
+    check(method is not None, item, "socketio", "the method is gone")
+    check(inspect.iscoroutinefunction(method), item, "socketio", "no longer a coroutine")
+    check(params(method) == ["self", "eio_sid", "reason"], item, "socketio", f"{params(method)}")
+    sio = compat_server()
+    handler = sio.eio.handlers.get("disconnect")
+    check(
+        getattr(handler, "__func__", None) is _compat.CompatServer._handle_eio_disconnect,
+        item,
+        "socketio",
+        "python-engineio's disconnect handler is no longer _handle_eio_disconnect",
+    )
+
+    async def scenario() -> None:
+        sock = AsyncSocket(sio.eio, "eio-1")
+        _compat.engineio_sockets(sio)["eio-1"] = sock
+        waiting = asyncio.ensure_future(sock.poll())
+        await asyncio.sleep(0)
+        await sio._handle_eio_disconnect("eio-1", engineio.AsyncServer.reason.TRANSPORT_CLOSE)
+        got = await asyncio.wait_for(waiting, 5)
+        check(got == [], item, "engineio", f"the waiting long-poll got {got}, not the sentinel")
+
+    asyncio.run(scenario())
+
+
 def test_handle_eio_message_override_and_binary_packet_table() -> None:
     item = "AsyncServer._handle_eio_message(eio_sid, data) and BaseServer._binary_packet"
     method = getattr(socketio.AsyncServer, "_handle_eio_message", None)

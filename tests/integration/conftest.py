@@ -2,6 +2,9 @@
 
 - ``node_server``, ``python_server``, ``garbage_server``: one process (or thread) per test
   session, shared by the tests. Prefer the function-scoped views below, which reset them.
+- ``way``: parametrized over the ways of connecting (``support.WAYS``: WebSocket on wsproto,
+  on websockets, polling only, polling then the upgrade); ``transport_kind`` over the
+  WebSocket libraries only, for WebSocket-only peers.
 - ``server_kind``: parametrized over ``"node"`` and ``"python"``; override it with
   ``@pytest.mark.parametrize("server_kind", ["node"])``.
 - ``sio_server``: the shared server of ``server_kind``, made ready for this test (running,
@@ -10,6 +13,8 @@
 - ``server_factory(kind, *, ping_interval=None, ping_timeout=None, token=None, csr=False,
   max_payload=None, no_ping=False, late_hello=False)``: a fresh, started server, killed after
   the test.
+- ``mode_servers[kind, mode]``: a shared server of that kind serving only polling, only
+  WebSocket, or both (``support.SERVER_MODES``), with short pings.
 - ``garbage``: the shared garbage server, reset before and after the test;
   ``garbage_factory(*, ping_interval=25000, ping_timeout=20000, max_payload=1_000_000,
   oversize=2 MiB, ws_ping_interval=None)`` a fresh one, stopped after the test.
@@ -35,7 +40,7 @@ from servers.handles import (
     failure_report,
 )
 
-from .support import TRANSPORTS
+from .support import SERVER_MODES, TRANSPORTS, WAYS
 
 _TEST_START = pytest.StashKey[float]()
 
@@ -70,9 +75,17 @@ def python_server() -> Iterator[PythonServer]:
 
 @pytest.fixture(params=TRANSPORTS)
 def transport_kind(request: pytest.FixtureRequest) -> str:
-    """The client's WebSocket transport: every client test runs over each of them."""
+    """The client's WebSocket library, for the tests against WebSocket-only peers."""
     kind: str = request.param
     return kind
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> str:
+    """How the client connects (a key of ``support.WAYS``): the client tests run each way;
+    a test narrows it with ``@pytest.mark.parametrize("way", [...])``."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(params=SERVER_KINDS)
@@ -93,6 +106,27 @@ def server_factory() -> Iterator[ServerFactory]:
     factory = ServerFactory()
     with factory.scope():
         yield factory
+
+
+@pytest.fixture(scope="session")
+def mode_servers() -> Iterator[dict[tuple[ServerKind, str], SocketIOServer]]:
+    """A server per kind and mode (``support.SERVER_MODES``: ``"polling-only"``,
+    ``"websocket-only"``, ``"both"``), started on first use and shared by the session's
+    tests; short pings (300 ms) so heartbeats are seen. Tests must not stop or mute them."""
+    factory = ServerFactory()
+    started: dict[tuple[ServerKind, str], SocketIOServer] = {}
+
+    class Lazy(dict[tuple[ServerKind, str], SocketIOServer]):
+        def __missing__(self, key: tuple[ServerKind, str]) -> SocketIOServer:
+            if key not in started:
+                kind, mode = key
+                started[key] = factory(
+                    kind, transports=SERVER_MODES[mode], ping_interval=300, ping_timeout=5000
+                )
+            return started[key]
+
+    with factory.scope():
+        yield Lazy()
 
 
 @pytest.fixture(scope="session")

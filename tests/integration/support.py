@@ -1,9 +1,11 @@
-"""What the client integration tests share: the recorder, the client factory, waiting."""
+"""What the client integration tests share: the ways of connecting, the recorder, the client
+factory, waiting."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -11,8 +13,37 @@ import anyio
 import tether
 from servers.handles import SocketIOServer
 
-#: The WebSocket transports every integration test runs over.
+#: The WebSocket libraries (``transport=``) the WebSocket-only tests run over.
 TRANSPORTS = ("wsproto", "websockets")
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way for the client to connect: the WebSocket library and the ``transports``."""
+
+    transport: str
+    transports: tuple[str, ...]
+
+    @property
+    def final(self) -> str:
+        """The transport a session ends up on against a server that offers both."""
+        return "websocket" if "websocket" in self.transports else "polling"
+
+
+#: The ways of connecting the client tests run over (specs/transports.md §Choosing):
+#: WebSocket only on each library, polling only, and polling then the upgrade.
+WAYS: dict[str, Way] = {
+    "wsproto": Way("wsproto", ("websocket",)),
+    "websockets": Way("websockets", ("websocket",)),
+    "polling": Way("wsproto", ("polling",)),
+    "upgrade": Way("wsproto", ("polling", "websocket")),
+}
+#: What a server of each mode serves (its ``--transports``).
+SERVER_MODES: dict[str, tuple[str, ...]] = {
+    "polling-only": ("polling",),
+    "websocket-only": ("websocket",),
+    "both": ("polling", "websocket"),
+}
 
 
 class Recorder:
@@ -41,14 +72,43 @@ class Recorder:
                 await anyio.sleep(0.005)
 
 
-def client(
-    server: SocketIOServer | str, transport_kind: str, **options: Any
-) -> tether.RealtimeClient:
+def client(server: SocketIOServer | str, way: str, **options: Any) -> tether.RealtimeClient:
+    """A client of ``server`` connecting the way named (a key of :data:`WAYS`)."""
     url = server if isinstance(server, str) else server.url
-    return tether.RealtimeClient(url, transport=transport_kind, **options)
+    chosen = WAYS[way]
+    options.setdefault("transports", chosen.transports)
+    return tether.RealtimeClient(url, transport=chosen.transport, **options)
+
+
+def drop_reason(server: SocketIOServer, way: str) -> str:
+    """The disconnect reason the client sees when ``server.drop()`` cuts its transport.
+
+    A dropped WebSocket is closed (``transport close``); Node ends a polling session with a
+    CLOSE packet in the poll answer (``transport close``), python-engineio forgets the
+    session and answers the next poll 400 (``transport error``, Engine.IO v4 §Transports:
+    an unknown sid).
+    """
+    if way == "polling" and server.kind == "python":
+        return "transport error"
+    return "transport close"
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     with anyio.fail_after(timeout):
         while not predicate():
             await anyio.sleep(0.005)
+
+
+def kill_reason(way: str) -> str:
+    """The disconnect reason when the server process dies: a WebSocket sees its TCP
+    connection end (``transport close``); a poll sees its answer cut off (``transport
+    error``: the HTTP exchange is incomplete)."""
+    return "transport error" if way == "polling" else "transport close"
+
+
+async def connected(rt: tether.RealtimeClient, way: str, timeout: float = 10.0) -> None:
+    """Wait until ``rt`` is connected and on the transport its way ends on (after the
+    upgrade, for ``"upgrade"``)."""
+    await rt.wait_connected(timeout)
+    final = WAYS[way].final
+    await until(lambda: rt.transport_name == final, timeout)

@@ -1,9 +1,15 @@
 """tether's client against real Socket.IO servers: Node's socket.io 4.8 and python-socketio.
 
-Every test runs on asyncio and trio (the ``anyio_backend`` fixture), and most against both
-server kinds (``server_kind``) and both WebSocket transports (``transport_kind``). Tests wait on
-conditions with timeouts; the only fixed waits are the ones that prove something does *not*
-happen (no reconnect after a close), and they are short.
+Every test runs on asyncio and trio (the ``anyio_backend`` fixture), against both server kinds
+(``server_kind``) where the scenario exists on both, and every way of connecting (``way``:
+WebSocket on wsproto and on websockets, polling only, polling then the upgrade; see
+``support.WAYS``). Each scenario here is about the client's lifecycle, messages and
+guarantees, which must hold whatever carries them, so none is narrowed to fewer ways; a
+test waits until its session is on the transport its way ends on (``connected``), so on
+``upgrade`` it runs over the upgraded WebSocket (what happens *during* the upgrade is
+test_client_transports.py's). Tests wait on conditions with timeouts; the only fixed waits
+are the ones that prove something does *not* happen (no reconnect after a close), and they
+are short.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import pytest
 import tether
 from servers.handles import ServerFactory, ServerKind, SocketIOServer
 
-from .support import Recorder, client, until
+from .support import Recorder, client, connected, drop_reason, kill_reason, until
 
 pytestmark = pytest.mark.anyio
 
@@ -28,11 +34,9 @@ FAST = {"reconnection_delay": 0.05, "reconnection_delay_max": 0.2}
 # -------------------------------------------------------------------------------- lifecycle
 
 
-async def test_connect_sid_matches_the_server(
-    sio_server: SocketIOServer, transport_kind: str
-) -> None:
-    async with client(sio_server, transport_kind) as rt:
-        await rt.wait_connected(10)
+async def test_connect_sid_matches_the_server(sio_server: SocketIOServer, way: str) -> None:
+    async with client(sio_server, way) as rt:
+        await connected(rt, way)
         assert rt.is_connected()
         assert rt.state is tether.State.CONNECTED
         sid = rt.get_socket_id()
@@ -44,11 +48,11 @@ async def test_connect_sid_matches_the_server(
 
 
 async def test_close_stays_closed_then_open_reconnects(
-    sio_server: SocketIOServer, transport_kind: str
+    sio_server: SocketIOServer, way: str
 ) -> None:
-    async with client(sio_server, transport_kind, **FAST) as rt:
+    async with client(sio_server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         rt.close()
         await events.wait(lambda e: e.of("disconnect") == ["io client disconnect"])
         await sio_server.wait_for(lambda s: not s["connected"])
@@ -59,21 +63,19 @@ async def test_close_stays_closed_then_open_reconnects(
         assert rt.state is tether.State.CLOSED
         assert events.of("attempt") == []
         rt.open()
-        await rt.wait_connected(10)
+        await connected(rt, way)
         await sio_server.wait_for(lambda s: s["connections"] == 2)
 
 
-async def test_transport_drop_reconnects_with_new_sid(
-    sio_server: SocketIOServer, transport_kind: str
-) -> None:
-    async with client(sio_server, transport_kind, **FAST) as rt:
+async def test_transport_drop_reconnects_with_new_sid(sio_server: SocketIOServer, way: str) -> None:
+    async with client(sio_server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         first = rt.get_socket_id()
         assert first is not None
         await sio_server.drop(first)
         await events.wait(lambda e: len(e.of("connect")) == 2)
-        assert events.of("disconnect") == ["transport close"]
+        assert events.of("disconnect") == [drop_reason(sio_server, way)]
         assert events.of("attempt") == [1]
         assert events.of("reconnect") == [1]
         second = rt.get_socket_id()
@@ -81,12 +83,10 @@ async def test_transport_drop_reconnects_with_new_sid(
         await sio_server.wait_for(lambda s: s["connected"] == [second])
 
 
-async def test_server_disconnect_does_not_reconnect(
-    sio_server: SocketIOServer, transport_kind: str
-) -> None:
-    async with client(sio_server, transport_kind, **FAST) as rt:
+async def test_server_disconnect_does_not_reconnect(sio_server: SocketIOServer, way: str) -> None:
+    async with client(sio_server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         sid = rt.get_socket_id()
         assert sid is not None
         await sio_server.disconnect(sid)
@@ -98,13 +98,13 @@ async def test_server_disconnect_does_not_reconnect(
 
 
 async def test_auth_refusal_shows_server_data_and_does_not_retry(
-    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+    server_factory: ServerFactory, server_kind: ServerKind, way: str
 ) -> None:
     server = server_factory(server_kind, token="right")
-    async with client(server, transport_kind, auth={"token": "wrong"}, **FAST) as rt:
+    async with client(server, way, auth={"token": "wrong"}, **FAST) as rt:
         events = Recorder(rt)
         with pytest.raises(tether.ConnectError) as info:
-            await rt.wait_connected(10)
+            await connected(rt, way)
         assert info.value.message == "unauthorized"
         assert info.value.data == {"reason": "bad token", "retry": False}
         # Listeners run in the dispatcher, after wait_connected has seen the state.
@@ -116,7 +116,7 @@ async def test_auth_refusal_shows_server_data_and_does_not_retry(
         assert len((await server.state())["refused"]) == 1
 
 
-async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport_kind: str) -> None:
+async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, way: str) -> None:
     calls = 0
 
     async def fresh_token() -> dict[str, str]:
@@ -125,9 +125,9 @@ async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport
         await anyio.sleep(0)
         return {"token": f"token-{calls}"}
 
-    async with client(sio_server, transport_kind, auth=fresh_token, **FAST) as rt:
+    async with client(sio_server, way, auth=fresh_token, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         sid = rt.get_socket_id()
         assert sid is not None
         await sio_server.drop(sid)
@@ -140,14 +140,14 @@ async def test_fresh_auth_on_every_attempt(sio_server: SocketIOServer, transport
 
 
 async def test_server_killed_and_restarted_on_the_same_port(
-    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+    server_factory: ServerFactory, server_kind: ServerKind, way: str
 ) -> None:
     server = server_factory(server_kind)
-    async with client(server, transport_kind, **FAST) as rt:
+    async with client(server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         await server.akill()
-        await events.wait(lambda e: e.of("disconnect") == ["transport close"])
+        await events.wait(lambda e: e.of("disconnect") == [kill_reason(way)])
         await events.wait(lambda e: len(e.of("error")) >= 2)  # retrying against nothing
         await server.arestart()
         await events.wait(lambda e: len(e.of("connect")) == 2, timeout=20)
@@ -158,12 +158,12 @@ async def test_server_killed_and_restarted_on_the_same_port(
 
 
 async def test_reconnect_failed_when_the_server_stays_away(
-    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+    server_factory: ServerFactory, server_kind: ServerKind, way: str
 ) -> None:
     server = server_factory(server_kind)
-    async with client(server, transport_kind, reconnection_attempts=3, **FAST) as rt:
+    async with client(server, way, reconnection_attempts=3, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         await server.akill()
         await events.wait(lambda e: e.of("reconnect_failed") == [None], timeout=20)
         assert rt.state is tether.State.CLOSED
@@ -174,12 +174,12 @@ async def test_reconnect_failed_when_the_server_stays_away(
 
 
 async def test_ping_timeout_when_the_server_stops_answering(
-    server_factory: ServerFactory, server_kind: ServerKind, transport_kind: str
+    server_factory: ServerFactory, server_kind: ServerKind, way: str
 ) -> None:
     server = server_factory(server_kind, ping_interval=300, ping_timeout=200)
-    async with client(server, transport_kind, **FAST) as rt:
+    async with client(server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         await server.mute()
         muted_at = time.monotonic()
         await events.wait(lambda e: bool(e.of("disconnect")), timeout=10)
@@ -192,13 +192,11 @@ async def test_ping_timeout_when_the_server_stops_answering(
         await events.wait(lambda e: len(e.of("connect")) == 2)
 
 
-async def test_paused_server_gives_ping_timeout(
-    server_factory: ServerFactory, transport_kind: str
-) -> None:
+async def test_paused_server_gives_ping_timeout(server_factory: ServerFactory, way: str) -> None:
     server = server_factory("node", ping_interval=300, ping_timeout=200)
-    async with client(server, transport_kind, timeout=1.0, **FAST) as rt:
+    async with client(server, way, timeout=1.0, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         server.pause()
         try:
             await events.wait(lambda e: e.of("disconnect") == ["ping timeout"], timeout=5)
@@ -210,14 +208,12 @@ async def test_paused_server_gives_ping_timeout(
 # --------------------------------------------------------------------------------- messages
 
 
-async def test_emit_call_binary_and_early_events(
-    sio_server: SocketIOServer, transport_kind: str
-) -> None:
+async def test_emit_call_binary_and_early_events(sio_server: SocketIOServer, way: str) -> None:
     received: list[tuple[str, tuple[Any, ...]]] = []
-    async with client(sio_server, transport_kind, auto_connect=False) as rt:
+    async with client(sio_server, way, auto_connect=False) as rt:
         rt.on_any(lambda name, *args: received.append((name, args)))
         rt.open()
-        await rt.wait_connected(10)
+        await connected(rt, way)
         # "hello" was emitted by the server before (python) or right after (node) its reply.
         await until(lambda: any(name == "hello" for name, _ in received))
         hello = next(args for name, args in received if name == "hello")
@@ -235,12 +231,12 @@ async def test_emit_call_binary_and_early_events(
 
 
 async def test_events_before_connect_reply_are_delivered_after_connect(
-    server_factory: ServerFactory, transport_kind: str
+    server_factory: ServerFactory, way: str
 ) -> None:
     # python-socketio's connect handler emits before the CONNECT reply (protocol §2.4).
     server = server_factory("python")
     order: list[str] = []
-    async with client(server, transport_kind, auto_connect=False) as rt:
+    async with client(server, way, auto_connect=False) as rt:
         rt.on_connect(lambda: order.append(f"connect:{rt.get_socket_id()}"))
         rt.on("hello", lambda payload: order.append(f"hello:{payload['sid']}"))
         rt.open()
@@ -250,30 +246,30 @@ async def test_events_before_connect_reply_are_delivered_after_connect(
         assert order == [f"connect:{sid}", f"hello:{rt.get_socket_id()}"]
 
 
-async def test_many_events_arrive_in_order(sio_server: SocketIOServer, transport_kind: str) -> None:
+async def test_many_events_arrive_in_order(sio_server: SocketIOServer, way: str) -> None:
     items: list[int] = []
-    async with client(sio_server, transport_kind) as rt:
+    async with client(sio_server, way) as rt:
         rt.on("item", lambda i, payload: items.append(i))
-        await rt.wait_connected(10)
+        await connected(rt, way)
         rt.emit("emit-many", 500, 64)
         await until(lambda: len(items) == 500)
     assert items == list(range(500))
 
 
 async def test_offline_emits_are_flushed_in_order_after_reconnect(
-    sio_server: SocketIOServer, transport_kind: str
+    sio_server: SocketIOServer, way: str
 ) -> None:
     echoes: list[int] = []
     async with client(
         sio_server,
-        transport_kind,
+        way,
         reconnection_delay=0.3,
         reconnection_delay_max=0.3,
         randomization_factor=0,
     ) as rt:
         rt.on("echo", echoes.append)
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         sid = rt.get_socket_id()
         assert sid is not None
         await sio_server.drop(sid)
@@ -288,15 +284,13 @@ async def test_offline_emits_are_flushed_in_order_after_reconnect(
 # ------------------------------------------------------------------------ state recovery
 
 
-async def test_connection_state_recovery_on_node(
-    server_factory: ServerFactory, transport_kind: str
-) -> None:
+async def test_connection_state_recovery_on_node(server_factory: ServerFactory, way: str) -> None:
     server = server_factory("node", csr=True)
     got: list[tuple[Any, ...]] = []
     recovered: list[bool] = []
     async with client(
         server,
-        transport_kind,
+        way,
         reconnection_delay=1.0,
         reconnection_delay_max=1.0,
         randomization_factor=0,
@@ -304,7 +298,7 @@ async def test_connection_state_recovery_on_node(
         rt.on("broadcast", lambda *args: got.append(args))
         rt.on_connect(lambda: recovered.append(rt.recovered))
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         first = rt.get_socket_id()
         assert first is not None
         rt.emit("broadcast", "before")  # the server broadcasts it back, with an offset
@@ -326,7 +320,7 @@ async def test_connection_state_recovery_on_node(
 
 
 async def test_a_close_while_connected_ends_the_session(
-    server_factory: ServerFactory, transport_kind: str
+    server_factory: ServerFactory, way: str
 ) -> None:
     # The DISCONNECT makes Node drop the session ("client namespace disconnect" is not a
     # recoverable reason): the pid offered by the next CONNECT gets a new session. (Node's
@@ -334,33 +328,31 @@ async def test_a_close_while_connected_ends_the_session(
     # earlier recovery Node may restore it again: the server decides, specs/delivery.md §3.)
     server = server_factory("node", csr=True)
     got: list[tuple[Any, ...]] = []
-    async with client(server, transport_kind, **FAST) as rt:
+    async with client(server, way, **FAST) as rt:
         rt.on("broadcast", lambda *args: got.append(args))
-        await rt.wait_connected(10)
+        await connected(rt, way)
         first = rt.get_socket_id()
         rt.emit("broadcast", "before")  # an offset to offer
         await until(lambda: got == [("before",)])
         rt.close()
         await server.wait_for(lambda s: not s["connected"])
         rt.open()
-        await rt.wait_connected(10)
+        await connected(rt, way)
         assert rt.recovered is False
         assert rt.get_socket_id() != first
 
 
 async def test_a_close_while_reconnecting_keeps_the_session_for_open(
-    server_factory: ServerFactory, transport_kind: str
+    server_factory: ServerFactory, way: str
 ) -> None:
     # specs/delivery.md §3: no DISCONNECT reached the server, so it kept a recoverable
     # session; the pid survives close() and open() recovers everything emitted meanwhile.
     server = server_factory("node", csr=True)
     got: list[tuple[Any, ...]] = []
-    async with client(
-        server, transport_kind, reconnection_delay=5.0, reconnection_delay_max=5.0
-    ) as rt:
+    async with client(server, way, reconnection_delay=5.0, reconnection_delay_max=5.0) as rt:
         rt.on("broadcast", lambda *args: got.append(args))
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         first = rt.get_socket_id()
         assert first is not None
         rt.emit("broadcast", "before")
@@ -378,12 +370,10 @@ async def test_a_close_while_reconnecting_keeps_the_session_for_open(
         assert got == [("before",), ("during the drop",), ("while closed",)]  # each once
 
 
-async def test_python_server_never_recovers(
-    sio_server: SocketIOServer, transport_kind: str
-) -> None:
-    async with client(sio_server, transport_kind, **FAST) as rt:
+async def test_python_server_never_recovers(sio_server: SocketIOServer, way: str) -> None:
+    async with client(sio_server, way, **FAST) as rt:
         events = Recorder(rt)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         sid = rt.get_socket_id()
         assert sid is not None
         await sio_server.drop(sid)
@@ -392,12 +382,12 @@ async def test_python_server_never_recovers(
 
 
 async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(
-    sio_server: SocketIOServer, transport_kind: str
+    sio_server: SocketIOServer, way: str
 ) -> None:
     changes: list[tether.StateChanged] = []
-    async with client(sio_server, transport_kind, **FAST) as rt:
+    async with client(sio_server, way, **FAST) as rt:
         rt.on_state_change(changes.append)
-        await rt.wait_connected(10)
+        await connected(rt, way)
         sid = rt.get_socket_id()
         assert sid is not None
         outcome: list[BaseException] = []
@@ -427,7 +417,7 @@ async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(
         (tether.State.RECONNECTING, tether.State.CONNECTED),
     ]
     lost = changes[2]
-    assert lost.reason == "transport close"
+    assert lost.reason == drop_reason(sio_server, way)
     assert lost.attempt == 1
     assert lost.retry_in is not None
     assert FAST["reconnection_delay"] * 0.5 <= lost.retry_in <= FAST["reconnection_delay_max"]

@@ -7,8 +7,6 @@ upgrade reaches the right server for the same reason). Both backends.
 
 from __future__ import annotations
 
-import http.client
-import json
 from collections.abc import Iterator
 
 import anyio
@@ -203,29 +201,11 @@ def pinned(factory: ServerFactory) -> Iterator[HAProxyPinned]:
         yield haproxy
 
 
-def handshake_without_cookie(url: str) -> tuple[str, str, int]:
-    """A polling handshake and a poll with its sid but without the cookie, by hand: the
-    balancer's cookie, and the status the cookie-less poll gets."""
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
-    try:
-        conn.request("GET", "/socket.io/?EIO=4&transport=polling")
-        response = conn.getresponse()
-        body = response.read().decode()
-        cookie = response.getheader("Set-Cookie") or ""
-        sid = json.loads(body.split("\x1e")[0][1:])["sid"]
-        conn.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
-        status = conn.getresponse().status
-    finally:
-        conn.close()
-    return sid, cookie, status
-
-
 @pytest.mark.parametrize("choice", [("polling",), ("polling", "websocket")], ids="+".join)
 async def test_haproxy_pins_the_session_by_cookie(
     pinned: HAProxyPinned, choice: tuple[str, ...]
 ) -> None:
-    _, cookie, status = await anyio.to_thread.run_sync(handshake_without_cookie, pinned.url)
+    _, cookie, status = await anyio.to_thread.run_sync(pinned.handshake_without_cookie)
     assert cookie.startswith("SERVERID=")
     assert status == 400  # round robin sent it to the other server: "Session ID unknown"
     for _ in range(2):  # the second session starts with an empty jar and is pinned anew

@@ -191,6 +191,7 @@ async def test_state_of_a_fresh_server(sio_server: SocketIOServer) -> None:
         "connections": 0,
         "disconnects": [],
         "refused": [],
+        "received": [],
         "muted": False,
     }
 
@@ -288,6 +289,18 @@ async def test_events(sio_server: SocketIOServer, probes: Callable[..., SioProbe
         await p.wait_for(lambda p: bool(p.named("broadcast")))
         assert p.named("broadcast") == [("hi", 2)]
     assert bob.named("echo") == []
+
+    # Every event from a client, in arrival order, without the ack (bytes as $b64).
+    received = (await sio_server.state())["received"]
+    assert [(r["sid"], r["event"], r["args"]) for r in received] == [
+        (alice.sid, "echo", [1, "two", {"$b64": "AAM="}, {"four": [4]}]),
+        (alice.sid, "ack", [1, {"a": {"$b64": "AQ=="}}]),
+        (alice.sid, "ack", ["only"]),
+        (alice.sid, "slow-ack", [0.1]),
+        (alice.sid, "no-ack", [1]),
+        (alice.sid, "emit-many", [50, 10]),
+        (bob.sid, "broadcast", ["hi", 2]),
+    ]
 
 
 async def test_control_emit(sio_server: SocketIOServer, probes: Callable[..., SioProbe]) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from servers.handles import SERVER_KINDS, ServerFactory, ServerKind, SocketIOServer
+from servers.handles import SERVER_KINDS, ServerKind, SocketIOServer
 from tether._url import build_websocket_url
 from tether.transport import (
     EngineConnector,
@@ -28,14 +27,12 @@ from tether.transport import (
     TransportError,
 )
 
+from .support import SERVER_MODES
+
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10.0
-MODES: dict[str, tuple[str, ...]] = {
-    "polling-only": ("polling",),
-    "websocket-only": ("websocket",),
-    "both": ("polling", "websocket"),
-}
+MODES = SERVER_MODES
 CHOICES: list[tuple[str, ...]] = [
     ("websocket", "polling"),
     ("polling", "websocket"),
@@ -44,25 +41,12 @@ CHOICES: list[tuple[str, ...]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[dict[tuple[ServerKind, str], SocketIOServer]]:
-    """One server per kind and mode, for the module; short pings so heartbeats are seen."""
-    factory = ServerFactory()
-    started: dict[tuple[ServerKind, str], SocketIOServer] = {}
-
-    def get(kind: ServerKind, mode: str) -> SocketIOServer:
-        if (kind, mode) not in started:
-            started[kind, mode] = factory(
-                kind, transports=MODES[mode], ping_interval=300, ping_timeout=5000
-            )
-        return started[kind, mode]
-
-    class Lazy(dict[tuple[ServerKind, str], SocketIOServer]):
-        def __missing__(self, key: tuple[ServerKind, str]) -> SocketIOServer:
-            return get(*key)
-
-    with factory.scope():
-        yield Lazy()
+@pytest.fixture
+def servers(
+    mode_servers: dict[tuple[ServerKind, str], SocketIOServer],
+) -> dict[tuple[ServerKind, str], SocketIOServer]:
+    """One server per kind and mode (conftest's ``mode_servers``), short pings."""
+    return mode_servers
 
 
 @pytest.fixture(params=SERVER_KINDS)

@@ -75,6 +75,12 @@ class Refusal(TypedDict):
     time: float
 
 
+class Received(TypedDict):
+    sid: str
+    event: str
+    args: list[Any]  # bytes as {"$b64": ...}
+
+
 class ServerState(TypedDict):
     connected: list[str]
     history: list[Connection]
@@ -82,6 +88,7 @@ class ServerState(TypedDict):
     disconnects: list[Disconnect]
     refused: list[Refusal]
     records: list[Any]
+    received: list[Received]  # the last 10,000 events from clients, in arrival order
     muted: bool
 
 

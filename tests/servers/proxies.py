@@ -1,7 +1,8 @@
 """Handles on the real intermediaries the transport tests go through, Debian's packages all:
 tinyproxy (an HTTP proxy: CONNECT and absolute-form requests, Basic auth), nginx (a reverse
 proxy configured without the ``Upgrade`` header lines, so WebSocket cannot pass and polling
-can) and HAProxy (a load balancer pinning sessions to one of two servers by cookie).
+can), nginx with TLS (an ``https``/``wss`` front for a server, the upgrade passed on) and
+HAProxy (a load balancer pinning sessions to one of two servers by cookie).
 
 Each one gets its configuration written into a temporary directory and a port from the OS,
 runs in the foreground as a child of the test process (killed by pid when its fixture ends,
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
+import json
 import shutil
 import socket
 import subprocess
@@ -67,28 +70,43 @@ class Intermediary:
         raise NotImplementedError
 
     def start(self) -> None:
+        """Start on a port the OS says is free (a fresh one each try)."""
+        for _ in range(5):  # the port may be taken between free_port() and the bind
+            self.port = free_port()
+            if self._start_once():
+                return
+        raise IntermediaryStartError(f"{self.name} did not start:\n{self.output()}")
+
+    def restart(self) -> None:
+        """Start again on the same port (after ``stop()``): clients find it where it was.
+        Retries while the port is still held by the connections of the last run."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._start_once():
+            if time.monotonic() >= deadline:
+                raise IntermediaryStartError(f"{self.name} did not restart:\n{self.output()}")
+            time.sleep(0.05)
+
+    def _start_once(self) -> bool:
         executable = shutil.which(self.binary) or shutil.which(f"/usr/sbin/{self.binary}")
         if executable is None:
             raise IntermediaryStartError(f"{self.binary} is not installed (scripts/setup)")
-        for _ in range(5):  # the port may be taken between free_port() and the bind
-            self.port = free_port()
-            config = self.dir / f"{self.name}.conf"
-            config.write_text(self.config())
-            log = (self.dir / "output.log").open("ab")
-            self._proc = subprocess.Popen(
-                [executable, *self.command(config)[1:]],
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-            log.close()
-            _LIVE.add(self)
-            if self._wait_listening():
-                return
-            self.stop()
-        raise IntermediaryStartError(f"{self.name} did not start:\n{self.output()}")
+        config = self.dir / f"{self.name}.conf"
+        config.write_text(self.config())
+        log = (self.dir / "output.log").open("ab")
+        self._proc = subprocess.Popen(
+            [executable, *self.command(config)[1:]],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        _LIVE.add(self)
+        if self._wait_listening():
+            return True
+        self.stop()
+        return False
 
     def _wait_listening(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -215,9 +233,67 @@ http {{
         return ["nginx", "-p", str(self.dir), "-c", str(config)]
 
 
+class NginxTLS(Intermediary):
+    """nginx terminating TLS in front of ``upstream`` (``host:port``) and passing WebSocket
+    upgrades on (the ``Upgrade``/``Connection`` lines a WebSocket needs): an ``https``/``wss``
+    server for tests that need one. ``certificate`` and ``key`` are PEM bytes (trustme's)."""
+
+    name = "nginx-tls"
+    binary = "nginx"
+
+    def __init__(self, upstream: str, *, certificate: bytes, key: bytes) -> None:
+        super().__init__()
+        self.upstream = upstream
+        (self.dir / "server.pem").write_bytes(certificate)
+        (self.dir / "server.key").write_bytes(key)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        d = self.dir
+        return f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server.key;
+        location / {{
+            proxy_pass http://{self.upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"""
+
+    def command(self, config: Path) -> list[str]:
+        return ["nginx", "-p", str(self.dir), "-c", str(config)]
+
+
 class HAProxyPinned(Intermediary):
     """HAProxy balancing round-robin over ``upstreams`` (``host:port`` each), pinning a
-    session to one by the ``SERVERID`` cookie it inserts into the first answer."""
+    session to one by the ``SERVERID`` cookie it inserts into the first answer.
+
+    No health checks and no ``option redispatch``: a request whose cookie names a server that
+    is down gets a 503, so a client that kept the cookie of a dead server's session could
+    not reconnect; one that starts with an empty jar is balanced anew."""
 
     name = "haproxy"
     binary = "haproxy"
@@ -250,3 +326,20 @@ backend pinned
 
     def command(self, config: Path) -> list[str]:
         return ["haproxy", "-db", "-f", str(config)]
+
+    def handshake_without_cookie(self, timeout: float = 10.0) -> tuple[str, str, int]:
+        """A polling handshake, then a poll with its sid but without the cookie, by hand
+        (blocking): the sid, the balancer's ``Set-Cookie`` and the status of the poll that
+        round robin sent to the other server (400, "Session ID unknown")."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/socket.io/?EIO=4&transport=polling")
+            response = conn.getresponse()
+            body = response.read().decode()
+            cookie = response.getheader("Set-Cookie") or ""
+            sid: str = json.loads(body.split("\x1e")[0][1:])["sid"]
+            conn.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+        return sid, cookie, status

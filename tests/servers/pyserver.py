@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ Send = Callable[[Message], Awaitable[None]]
 T = TypeVar("T")
 
 EXIT_ADDRESS_IN_USE = 3
+#: The most client events the state keeps (the oldest go first).
+MAX_RECEIVED = 10_000
 
 
 def from_json(value: Any) -> Any:
@@ -169,6 +172,8 @@ class TestServer:
         self.refused: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
         self.records: list[Any] = []  # the first argument of every "record" event
+        # Every event from a client, in arrival order: {sid, event, args}; the oldest go.
+        self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECEIVED)
         self.connected: dict[str, asyncio.Event] = {}  # sid -> set when it disconnects
         self.connections = 0
         self._register()
@@ -186,7 +191,31 @@ class TestServer:
             "broadcast": self.on_broadcast,
         }
         for event, handler in handlers.items():
-            self.sio.on(event, handler)
+            lifecycle = event in ("connect", "disconnect")
+            self.sio.on(event, handler if lifecycle else self._recording(event, handler))
+        self.sio.eio.on("disconnect", self._on_engine_disconnect)
+
+    async def _on_engine_disconnect(self, eio_sid: str, reason: Any) -> None:
+        """python-socketio's own handler, then an empty answer to the long-poll GET a polling
+        client left out: python-engineio keeps it waiting after the engine socket closed
+        (until ping_interval + ping_timeout), and uvicorn waits for it on SIGTERM."""
+        await self.sio._handle_eio_disconnect(eio_sid, reason)
+        eio_sock = self.sio.eio.sockets.get(eio_sid)
+        if eio_sock is not None and not eio_sock.upgraded:
+            eio_sock.queue.put_nowait(None)
+
+    def _recording(
+        self, event: str, handler: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        """``handler``, recording the event first. python-socketio runs each handler in a
+        task of its own (async_handlers), started in arrival order; this runs before the
+        handler's first await, so ``received`` keeps that order."""
+
+        async def recorded(sid: str, *args: Any) -> Any:
+            self.received.append({"sid": sid, "event": event, "args": to_json(list(args))})
+            return await handler(sid, *args)
+
+        return recorded
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         if self.token is not None and (
@@ -249,6 +278,7 @@ class TestServer:
             "disconnects": self.disconnects,
             "refused": self.refused,
             "records": self.records,
+            "received": list(self.received),
             "muted": MUTE.muted,
         }
 
@@ -290,6 +320,7 @@ class TestServer:
             self.refused.clear()
             self.disconnects.clear()
             self.records.clear()
+            self.received.clear()
             self.connections = 0
             return 200, {"ok": True}
         return 404, {"error": f"unknown control {action}"}

@@ -216,3 +216,19 @@ def test_before_entering_listeners_and_buffered_messages(node: NodeServer, backe
         rt.wait_connected(timeout=10)
         rt.emit("echo", "second time")
         until(lambda: heard[-1:] == ["second time"])
+
+
+def test_one_connect_and_close_log_four_lines_at_info(
+    node: NodeServer, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # every logger, as logging.basicConfig(level=INFO) would
+    with tether.sync.RealtimeClient(node.url, backend=backend) as rt:
+        rt.wait_connected(timeout=10)
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [name for name, _ in lines] == ["tether.transport", "tether", "tether", "tether"], lines
+    assert lines[0][1].endswith("by websocket")
+    assert lines[1][1].startswith(f"tether: connected to {node.url} (sid ")
+    assert [message for _, message in lines[2:]] == [
+        f"tether: disconnected from {node.url}: io client disconnect",
+        "tether: closed: io client disconnect",
+    ]

@@ -284,6 +284,45 @@ async def test_keep_alive_and_a_new_connection_when_the_server_closes(
     assert server.connections == 4  # one poll connection kept alive, three post connections
 
 
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["closes", "keep-alive"])
+@pytest.mark.anyio
+async def test_through_a_proxy_a_connection_is_reused_only_when_it_says_keep_alive(
+    raw_server: Callable[..., RawServer], keep_alive: bool
+) -> None:
+    """A proxy that strips ``Connection`` and closes after each answer (tinyproxy) gets a
+    new connection for every request; one that says ``keep-alive`` keeps them."""
+    seen: list[bytes] = []
+    extra = b"Connection: keep-alive\r\n" if keep_alive else b""
+
+    def proxy(conn: socket.socket) -> None:  # answers in absolute form, as a proxy relays
+        while head := read_request(conn):
+            seen.append(head.split(b"\r\n")[0])
+            if head.startswith(b"GET") and b"sid=" not in head:
+                conn.sendall(answer(OPEN, extra=extra))
+            elif head.startswith(b"POST"):
+                conn.sendall(answer(b"ok", extra=extra))
+            else:
+                conn.sendall(answer(b'42["a"]', extra=extra))
+            if not keep_alive:
+                return  # and closes, without saying so
+
+    server = raw_server(proxy)
+    connector = PollingConnector(proxy=f"http://127.0.0.1:{server.port}", trust_env=False)
+    transport = await connector.connect("http://server.example/socket.io/?EIO=4")
+    try:
+        assert await transport.receive() == OPEN.decode()
+        assert await transport.receive() == '42["a"]'
+        for packet in ("40", '42["x"]', '42["y"]'):
+            await transport.send(packet)
+        assert await transport.receive() == '42["a"]'
+    finally:
+        await transport.aclose()
+    assert all(b" http://server.example/socket.io/" in line for line in seen)
+    assert len(seen) == 7  # the handshake, two polls, three posts and the CLOSE
+    # Kept alive: one poll and one post connection; else one per request.
+    assert server.connections == (2 if keep_alive else 7)
+
+
 @pytest.mark.anyio
 async def test_an_answer_that_is_not_http_fails_cleanly(
     raw_server: Callable[..., RawServer],

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tether.transport._polling_protocol import (
     DEFAULT_MAX_PAYLOAD,
+    MAX_POST_PACKETS,
     POLL_GRACE,
     PayloadDecoder,
     PayloadError,
@@ -209,10 +210,23 @@ def test_every_queued_message_is_posted_once_in_order(
     while (body := session.start_post()) is not None:
         decoded = decode_all(body, [])
         assert len(body) <= max_payload or len(decoded) == 1
+        assert len(decoded) <= MAX_POST_PACKETS
         posted += decoded
         session.post_done()
     assert posted == [m for batch in batches for m in batch]
     assert all(session.sent(t) for t in tickets)
+
+
+def test_a_post_carries_at_most_max_post_packets() -> None:
+    # python-engineio refuses a payload of more than 16 packets ("Too many packets").
+    session = PollingSession(max_message_size=1000)
+    session.handshake(b'0{"sid":"s","maxPayload":1000000}')
+    session.queue([f"4{i}" for i in range(MAX_POST_PACKETS * 2 + 1)])
+    sizes = []
+    while (body := session.start_post()) is not None:
+        sizes.append(len(body.split(b"\x1e")))
+        session.post_done()
+    assert sizes == [MAX_POST_PACKETS, MAX_POST_PACKETS, 1]
 
 
 def test_withdraw_takes_back_what_no_post_took() -> None:

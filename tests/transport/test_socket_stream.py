@@ -24,8 +24,9 @@ import trustme
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-from tether.transport._socket import SocketStream, open_tcp
-from tether.transport._stream import describe
+from tether.transport._proxy import Proxy
+from tether.transport._socket import QuickAckStream, SocketStream, open_tcp, quick_ack
+from tether.transport._stream import describe, open_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -99,6 +100,57 @@ async def test_round_trip_and_attributes() -> None:
             assert stream.extra(SocketAttribute.remote_address) == conn.getsockname()
             assert stream.extra(SocketAttribute.local_address) == conn.getpeername()
             assert stream.extra(SocketAttribute.remote_port) == conn.getsockname()[1]
+
+
+@pytest.mark.parametrize("by_name", [False, True], ids=["address", "host-name"])
+async def test_quick_ack_acknowledges_every_read(by_name: bool) -> None:
+    """The stream for proxied connections (a proxy that relays without TCP_NODELAY would
+    wait for our delayed ACKs): TCP_QUICKACK is on again after every read, over our own
+    socket stream and over anyio's (a proxy given by host name)."""
+    assert hasattr(socket, "TCP_QUICKACK"), "the test machines run Linux"
+    with anyio.fail_after(TIMEOUT), _listener() as server:
+        inner = await open_tcp("localhost" if by_name else "127.0.0.1", server.getsockname()[1])
+        stream = quick_ack(inner)
+        assert isinstance(stream, QuickAckStream)
+        conn, _ = server.accept()
+        with conn:
+            sock = stream.extra(SocketAttribute.raw_socket)
+            assert sock is inner.extra(SocketAttribute.raw_socket)
+            assert stream.extra(SocketAttribute.remote_port) == server.getsockname()[1]
+            for word in (b"one", b"two"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+                conn.sendall(word)
+                assert await stream.receive() == word
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+            await stream.send(b"back")
+            assert conn.recv(100) == b"back"
+            await stream.send_eof()
+            assert conn.recv(100) == b""
+            await stream.aclose()
+            assert sock.fileno() == -1
+
+
+async def test_connections_to_a_proxy_acknowledge_at_once() -> None:
+    with anyio.fail_after(TIMEOUT), _listener() as proxy_server:
+        proxy = Proxy("127.0.0.1", proxy_server.getsockname()[1])
+        to_proxy = await open_stream(
+            "server.example",
+            80,
+            secure=False,
+            ssl_context=None,
+            where="x",
+            proxy=proxy,
+            tunnel=False,
+        )
+        direct = await open_stream(
+            "127.0.0.1", proxy.port, secure=False, ssl_context=None, where="x"
+        )
+        try:
+            assert isinstance(to_proxy, QuickAckStream)
+            assert isinstance(direct, SocketStream)
+        finally:
+            await to_proxy.aclose()
+            await direct.aclose()
 
 
 async def test_eof_both_ways() -> None:

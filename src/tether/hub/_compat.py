@@ -106,6 +106,11 @@ class CompatServer(socketio.AsyncServer):  # type: ignore[misc]
       is dropped with it (``BaseServer._binary_packet``, ``socketio/base_server.py``).
     * ``_engineio_server_class()`` (``socketio/base_server.py``), so the Engine.IO server is
       ``_CompatEngineIO`` below.
+    * ``AsyncServer._handle_eio_disconnect(eio_sid, reason)``: python-engineio keeps a polling
+      client's long-poll GET waiting after its engine socket closed (the client's CLOSE, a
+      ping timeout), until ``pingInterval + pingTimeout``, and uvicorn waits for it when the
+      hub stops; the override answers it with the ``None`` sentinel
+      (``engineio/async_socket.py`` ``AsyncSocket.poll``), since the client is gone.
     """
 
     def __init__(
@@ -118,6 +123,12 @@ class CompatServer(socketio.AsyncServer):  # type: ignore[misc]
         self._on_malformed = on_malformed
         self._send_queue_factory = send_queue_factory
         super().__init__(*args, **kwargs)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        sock = engineio_sockets(self).get(eio_sid)
+        if sock is not None and not sock.upgraded:
+            sock.queue.put_nowait(None)
 
     def _engineio_server_class(self) -> type[Any]:
         factory = self._send_queue_factory

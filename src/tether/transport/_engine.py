@@ -21,15 +21,16 @@ whole story; in short:
 
   It runs in the task that receives, at the moment it would otherwise send the next poll,
   so every packet that came by polling has been returned before any that comes by
-  WebSocket. A probe that fails (refused, wrong answer) leaves the session on polling for
-  good; one cut off by the read deadline is tried again at the next ``receive()``, at most
-  :data:`PROBE_TRIES` times.
+  WebSocket. A probe that fails (refused, wrong answer, no answer within
+  :data:`PROBE_TIMEOUT`) leaves the session on polling for good; one cut off by the read
+  deadline is tried again at the next ``receive()``, at most :data:`PROBE_TRIES` times.
 * One cookie jar per session: cookies set on the polling answers go with every later
   request, the WebSocket upgrade included; a new ``connect()`` starts with an empty jar.
 * The proxy (explicit or from the environment) applies to every connection of the session.
 
 ``transport.name`` (``"websocket"`` or ``"polling"``) says what carries the session now; the
-``tether.transport`` logger says at INFO level when that changes or a fallback happens.
+``tether.transport`` logger says at INFO level which transport each session opened on, and
+when a fallback or an upgrade happens.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Final
 import anyio
 import anyio.lowlevel
 
-from tether._url import engine_url
+from tether._url import engine_url, redact_url
 
 from ._base import (
     TRANSPORT_CLOSE,
@@ -59,14 +60,19 @@ from ._proxy import Proxy, parse_proxy, select_proxy
 from ._stream import StreamConnector, parse_url
 from ._websocket import WebSocketConnector
 
-__all__ = ["PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport"]
+__all__ = ["PROBE_TIMEOUT", "PROBE_TRIES", "TRANSPORT_NAMES", "EngineConnector", "EngineTransport"]
 
 logger = logging.getLogger("tether.transport")
 
-#: The transports the client may use, in its default order of preference.
+#: The transports a client may name, in the default order of ``transports``.
 TRANSPORT_NAMES: Final = ("websocket", "polling")
 #: How often a probe cut off by the read deadline is tried again.
 PROBE_TRIES: Final = 3
+#: The longest a probe may take (the WebSocket opened, ``2probe`` answered): polling waits
+#: meanwhile, so a network that lets polling through but neither refuses nor answers a
+#: WebSocket would otherwise stall the session until its heartbeat failed (python-engineio's
+#: client bounds its upgrade by the same 5 s, its ``request_timeout``).
+PROBE_TIMEOUT: Final = 5.0
 #: The longest the switch waits for the post that is out (Node's ``upgradeTimeout``, 10 s,
 #: is how long the server waits for our ``5``).
 SWITCH_TIMEOUT: Final = 5.0
@@ -143,9 +149,14 @@ class EngineConnector:
         for position, name in enumerate(self.transports):
             try:
                 if name == "websocket":
-                    return await self.open_websocket(
+                    websocket = await self.open_websocket(
                         url, headers, ssl_context, max_message_size, cookies
                     )
+                    if logger.isEnabledFor(logging.INFO):
+                        logger.info(
+                            "tether.transport: connected to %s by websocket", redact_url(url)
+                        )
+                    return websocket
                 polling = await self._polling.connect(
                     url,
                     headers=headers,
@@ -169,8 +180,7 @@ class EngineConnector:
                 and "websocket" in polling.open_packet.upgrades
                 and not failures
             )
-            if failures:
-                logger.info("tether.transport: connected by polling to %s", polling.where)
+            logger.info("tether.transport: connected to %s by polling", polling.where)
             return EngineTransport(
                 polling,
                 self if upgrade else None,
@@ -285,7 +295,7 @@ class EngineTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
-        """Whether the session is over: closed locally, or its transport failed."""
+        """True once the session has ended or ``aclose()`` was called."""
         return self._closed or self._current.closed
 
     @property
@@ -327,11 +337,12 @@ class EngineTransport(ReadDeadline):
         return await self._current.receive()
 
     async def send(self, message: Message) -> None:
-        """Send one packet over the transport that carries the session."""
+        """Send one message on the transport that carries the session now."""
         await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message]) -> None:
-        """Send packets in order; during the switch to WebSocket they wait for it."""
+        """Send several messages, in order; during the switch to WebSocket they are held
+        and go over the WebSocket after ``5`` (specs/transports.md §The upgrade)."""
         held = self._held
         if held is not None:
             # The switch is under way: these go over WebSocket after "5", in order.
@@ -352,7 +363,7 @@ class EngineTransport(ReadDeadline):
                 self._sends_done.set()
 
     async def aclose(self) -> None:
-        """Close the session, the WebSocket being probed included. Never raises."""
+        """End the session (a probe under way too); held sends fail. Never raises."""
         self._closed = True
         self._upgrader = None
         probe, self._probe = self._probe, None
@@ -371,21 +382,26 @@ class EngineTransport(ReadDeadline):
         the read deadline."""
         where = polling.where
         try:
-            probe = self._probe = await upgrader.open_websocket(
-                polling.url,
-                self._headers,
-                self._ssl_context,
-                self._max_message_size,
-                polling.cookies,
-                sid=polling.sid,
-            )
-            # Engine.IO v4 §Upgrade: the only ping a v4 client ever sends.
-            await probe.send("2probe")
-            answer = await probe.receive()
-            while answer is None:  # pragma: no cover - no read deadline is set on the probe
+            with anyio.move_on_after(PROBE_TIMEOUT) as probing:
+                probe = self._probe = await upgrader.open_websocket(
+                    polling.url,
+                    self._headers,
+                    self._ssl_context,
+                    self._max_message_size,
+                    polling.cookies,
+                    sid=polling.sid,
+                )
+                # Engine.IO v4 §Upgrade: the only ping a v4 client ever sends.
+                await probe.send("2probe")
                 answer = await probe.receive()
-            if answer != "3probe":
-                raise TransportError(TRANSPORT_ERROR, "the server did not answer the probe")
+                while answer is None:  # pragma: no cover - no read deadline is set on the probe
+                    answer = await probe.receive()
+                if answer != "3probe":
+                    raise TransportError(TRANSPORT_ERROR, "the server did not answer the probe")
+            if probing.cancelled_caught:
+                raise TransportError(
+                    TRANSPORT_ERROR, f"no answer to the probe within {PROBE_TIMEOUT:g} s"
+                )
         except TransportError as exc:
             self._upgrader = None
             await self._drop_probe()

@@ -122,7 +122,16 @@ class HTTPConnection:
     redacted URL; h11's own exception texts never quote header values.
     """
 
-    __slots__ = ("_broken", "_conn", "_read_size", "_stream", "route")
+    __slots__ = (
+        "_broken",
+        "_conn",
+        "_kept_alive",
+        "_last_request",
+        "_read_size",
+        "_socket",
+        "_stream",
+        "route",
+    )
 
     def __init__(
         self, stream: anyio.abc.ByteStream, *, route: Route, read_size: int = _READ_SIZE
@@ -132,6 +141,17 @@ class HTTPConnection:
         self._read_size = read_size
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._broken = False
+        # Whether the last answer said it keeps the connection (see ``reusable``).
+        self._kept_alive = False
+        # The socket under the stream, for the look in ``reusable``, found once: the typed
+        # attribute lookup builds a dict of lambdas on every call.
+        try:
+            self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        except anyio.TypedAttributeLookupError:  # pragma: no cover - our streams have one
+            self._socket = None
+        # The last request head sent, with what it was made of: a long poll sends the same
+        # one again and again, and h11 validates every header of a new one.
+        self._last_request: tuple[bytes, str, list[tuple[bytes, bytes]], h11.Request] | None = None
 
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.route.where} {self._conn.our_state}>"
@@ -144,13 +164,19 @@ class HTTPConnection:
         the server has hung up meanwhile (servers close idle keep-alive connections: Node
         after 5 s): a request written into a closed connection would be lost without an
         answer, so the socket is looked at first (RFC 9112 9.3.1, what HTTP clients do).
+
+        Through a proxy in absolute form, only when the answer said ``keep-alive``: proxies
+        that strip the hop-by-hop ``Connection`` header and close after every answer exist
+        (tinyproxy), and their close arrives just after the answer, too late for the look
+        at the socket; a post written into it would be lost, and the session with it.
         """
         conn = self._conn
         if self._broken or conn.our_state is not h11.IDLE or conn.their_state is not h11.IDLE:
             return False
-        try:
-            sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        except anyio.TypedAttributeLookupError:  # pragma: no cover - our streams have one
+        if self.route.absolute_form and not self._kept_alive:
+            return False
+        sock = self._socket
+        if sock is None:  # pragma: no cover - our streams have one
             return True
         try:
             # EOF (b"") or bytes nobody asked for: either way the connection is done.
@@ -174,9 +200,20 @@ class HTTPConnection:
         if body is not None:
             all_headers.append((b"Content-Length", str(len(body)).encode("ascii")))
         try:
-            data = self._conn.send(
-                h11.Request(method=method, target=self.route.target(path), headers=all_headers)
-            )
+            last = self._last_request
+            if (
+                last is not None
+                and last[0] == method
+                and last[1] == path
+                and last[2] == all_headers
+            ):
+                request = last[3]
+            else:
+                request = h11.Request(
+                    method=method, target=self.route.target(path), headers=all_headers
+                )
+                self._last_request = (method, path, all_headers, request)
+            data = self._conn.send(request)
             if body:
                 data += self._conn.send(h11.Data(data=body))
             data += self._conn.send(h11.EndOfMessage())
@@ -202,6 +239,12 @@ class HTTPConnection:
                 continue  # RFC 9110 15.2: a 1xx before the real answer
             if isinstance(event, h11.Response):
                 response = Response(event.status_code, list(event.headers))
+                if self.route.absolute_form:
+                    self._kept_alive = any(
+                        b"keep-alive" in value.lower()
+                        for name, value in response.headers
+                        if name in (b"connection", b"proxy-connection")
+                    )
                 if max_body is not None:
                     for value in response.get_all(b"content-length"):
                         if int(value) > max_body:

@@ -48,7 +48,7 @@ from ._cookies import SessionCookies, with_cookie
 from ._http import HTTPConnection, Response, Route
 from ._polling_protocol import OpenPacket, PayloadError, PollingSession
 from ._proxy import Proxy, parse_proxy, select_proxy
-from ._stream import DEFAULT_CLOSE_TIMEOUT, DEFAULT_READ_SIZE, _endpoint
+from ._stream import DEFAULT_CLOSE_TIMEOUT, DEFAULT_READ_SIZE, SendLock, _endpoint
 
 __all__ = ["DEFAULT_MAX_POLL_SIZE", "PollingConnector", "PollingTransport"]
 
@@ -234,7 +234,7 @@ class PollingTransport(ReadDeadline):
         self._ready: deque[Message] = deque(received)
         self._poll_conn: HTTPConnection | None = conn  # the handshake's, kept alive
         self._post_conn: HTTPConnection | None = None
-        self._post_lock = anyio.Lock()
+        self._post_lock = SendLock()  # FIFO; no checkpoint when nobody else posts
         self._poll_head_read = False  # the poll out has had its answer's head read
         self._poll_size = 0  # bytes of the poll answer so far
         self._poll_deadline = math.inf  # when the poll out counts as unanswered
@@ -255,7 +255,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def sid(self) -> str:
-        """The Engine.IO session id the server gave (in every request's query)."""
+        """The Engine.IO session id every request after the handshake names."""
         return self._session.sid
 
     @property
@@ -285,7 +285,7 @@ class PollingTransport(ReadDeadline):
 
     @property
     def closed(self) -> bool:
-        """Whether the session is over (closed locally, or a request failed)."""
+        """True once the session has ended (either side) or ``aclose()`` was called."""
         return self._error is not None
 
     @property
@@ -318,15 +318,18 @@ class PollingTransport(ReadDeadline):
             if anyio.current_time() >= deadline:
                 await anyio.lowlevel.checkpoint()
                 return None
+            # One scope for every step until a packet is ready (a poll answer is its head, its
+            # body, its end: several steps), not one per step.
             with anyio.CancelScope(deadline=min(deadline, self._poll_deadline)) as scope:
                 self._read_scope = scope
                 try:
-                    await self._poll_step()
+                    while not ready and self._error is None:
+                        await self._poll_step()
                 except TransportError as exc:
                     self._fail(exc)
                 finally:
                     self._read_scope = None
-            if scope.cancelled_caught:
+            if scope.cancelled_caught and not ready:
                 if anyio.current_time() >= self._poll_deadline:
                     self._set_error(
                         TRANSPORT_ERROR,

@@ -13,7 +13,7 @@ Engine.IO v4 §"Transports/HTTP long-polling" and §"Packet encoding/HTTP long-p
   when the server has something to say, at the latest with its next ping) and one ``POST``
   (what the client has to say, answered ``ok``). Packets queued while a ``POST`` is out go
   together in the next one, cut so that no body exceeds ``maxPayload`` (socket.io-client
-  ``_getWritablePackets``).
+  ``_getWritablePackets``) nor :data:`MAX_POST_PACKETS` packets (python-engineio's limit).
 * There is no WebSocket ping below Engine.IO: the server's ``2`` arrives in a poll answer and
   the client's ``3`` leaves in a ``POST``. A poll that stays unanswered well past
   ``pingInterval + pingTimeout`` is a dead connection.
@@ -43,6 +43,7 @@ from ._base import Message
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "MAX_POST_PACKETS",
     "POLL_GRACE",
     "RECORD_SEPARATOR",
     "OpenPacket",
@@ -59,6 +60,12 @@ RECORD_SEPARATOR: Final = b"\x1e"
 #: The servers' default ``maxHttpBufferSize`` (socketio-protocol.md §1.10), for a handshake
 #: that announces none.
 DEFAULT_MAX_PAYLOAD: Final = 1_000_000
+#: The most packets one ``POST`` carries. python-engineio's server refuses a payload of more
+#: (its ``Payload.max_decode_packets``, 16 by default: "Too many packets in payload", a 400
+#: that ends the session); Node has no such limit, so this costs it only more posts in a
+#: burst. Without it, an offline buffer of more than 16 messages could never be flushed to
+#: a python-socketio server over polling: every reconnect would fail the same way.
+MAX_POST_PACKETS: Final = 16
 #: Seconds a poll may stay unanswered beyond ``pingInterval + pingTimeout`` before the
 #: connection counts as dead (python-engineio's client allows the same 5 s).
 POLL_GRACE: Final = 5.0
@@ -324,9 +331,9 @@ class PollingSession:
     def start_post(self) -> bytes | None:
         """The next post's body, or ``None`` if a post is out or nothing is queued.
 
-        Takes queued packets in order while the body stays within ``max_payload`` bytes; a
-        packet larger than that on its own goes alone (the server then refuses it, as it
-        would refuse the WebSocket frame).
+        Takes queued packets in order while the body stays within ``max_payload`` bytes and
+        :data:`MAX_POST_PACKETS` packets; a packet larger than ``max_payload`` on its own goes
+        alone (the server then refuses it, as it would refuse the WebSocket frame).
         """
         outbox = self._outbox
         if self.post_in_flight or not outbox or self.closed:
@@ -335,7 +342,7 @@ class PollingSession:
         ticket, packet = outbox.popleft()
         parts = [packet]
         size = len(packet)
-        while outbox and size + 1 + len(outbox[0][1]) <= limit:
+        while outbox and len(parts) < MAX_POST_PACKETS and size + 1 + len(outbox[0][1]) <= limit:
             ticket, packet = outbox.popleft()
             parts.append(packet)
             size += 1 + len(packet)

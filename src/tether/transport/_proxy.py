@@ -68,7 +68,7 @@ class Proxy:
 
     @property
     def where(self) -> str:
-        """``http://host:port``, without the credentials: for error texts and logs."""
+        """``http://host:port``: the proxy as error texts and logs name it (no credentials)."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{shown}:{self.port}"
 

@@ -49,7 +49,7 @@ from ._base import (
     encode_headers,
 )
 from ._proxy import Proxy, ProxyRefused, open_tunnel
-from ._socket import open_tcp
+from ._socket import open_tcp, quick_ack
 from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
 
 __all__ = [
@@ -226,6 +226,9 @@ async def open_stream(
         else:
             text = f"cannot connect to the proxy {proxy.where} (for {where}): {describe(exc)}"
         raise TransportError(TRANSPORT_ERROR, text) from exc
+    if proxy is not None:
+        # Proxies that relay without TCP_NODELAY stall on delayed ACKs (see QuickAckStream).
+        tcp = quick_ack(tcp)
     stream: anyio.abc.ByteStream = tcp
     try:
         if proxy is not None:
