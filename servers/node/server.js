@@ -6,7 +6,8 @@
 //
 //   node servers/node/server.js --port 0 [--host 127.0.0.1] [--ping-interval MS]
 //       [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
-//       [--late-hello] [--transports polling,websocket] [--watch-stdin]
+//       [--late-hello] [--transports polling,websocket] [--parser default|msgpack]
+//       [--path /socket.io/] [--watch-stdin]
 //
 // Once it accepts connections it prints exactly one line to stdout:
 //   listening on http://HOST:PORT
@@ -28,6 +29,8 @@ function parseArgs(argv) {
     lateHello: false,
     watchStdin: false,
     transports: ["polling", "websocket"],
+    parser: "default",
+    path: "/socket.io/",
   };
   const valued = {
     "--host": (v) => (opts.host = v),
@@ -37,6 +40,8 @@ function parseArgs(argv) {
     "--max-payload": (v) => (opts.maxPayload = toInt("--max-payload", v)),
     "--token": (v) => (opts.token = v),
     "--transports": (v) => (opts.transports = toTransports(v)),
+    "--parser": (v) => (opts.parser = toParser(v)),
+    "--path": (v) => (opts.path = v),
   };
   const flags = {
     "--csr": () => (opts.csr = true),
@@ -74,6 +79,13 @@ function toTransports(value) {
   return names;
 }
 
+// "default" (socket.io-parser) or "msgpack" (socket.io-msgpack-parser): a server whose Socket.IO
+// packets are MessagePack, which a client speaking the default parser cannot talk to.
+function toParser(value) {
+  if (value !== "default" && value !== "msgpack") usage("--parser takes default or msgpack");
+  return value;
+}
+
 function usage(message) {
   process.stderr.write(`server.js: ${message}\n`);
   process.exit(2);
@@ -91,6 +103,7 @@ const state = {
   records: [], // the first argument of every "record" event, in arrival order
   ticks: 0, // how many "tick" events the ticker has emitted (POST /control/ticks)
   received: [], // {sid, event, args} per event from a client, in the order they arrived
+  pongs: {}, // sid -> how many Engine.IO pongs its connection has sent us
   connections: 0,
 };
 let ticker = null;
@@ -130,10 +143,12 @@ function toJson(value) {
 
 const httpServer = http.createServer(handleControl);
 const io = new Server(httpServer, {
+  path: opts.path, // engine.io's default addTrailingSlash: "/x" serves "/x/..." only
   transports: opts.transports,
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  ...(opts.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   connectionStateRecovery: opts.csr
     ? { maxDisconnectionDuration: 120000, skipMiddlewares: true }
     : undefined,
@@ -201,6 +216,12 @@ io.on("connection", (socket) => {
     if (args.length && typeof args[args.length - 1] === "function") args.pop();
     state.received.push({ sid: socket.id, event, args: toJson(args) });
     if (state.received.length > MAX_RECEIVED) state.received.shift();
+  });
+
+  // The client's pongs, counted as they are read: a client that keeps answering pings.
+  state.pongs[socket.id] = 0;
+  socket.conn.on("packet", (packet) => {
+    if (packet.type === "pong" && socket.id in state.pongs) state.pongs[socket.id] += 1;
   });
 
   socket.on("disconnect", (reason) => {
@@ -282,6 +303,7 @@ async function handleControl(req, res) {
         records: state.records,
         ticks: state.ticks,
         received: state.received,
+        pongs: state.pongs,
         muted,
       });
     }
@@ -336,6 +358,7 @@ async function handleControl(req, res) {
         state.disconnects.length = 0;
         state.records.length = 0;
         state.ticks = 0;
+        state.pongs = {};
         state.connections = 0;
         return reply(res, 200, { ok: true });
       default:

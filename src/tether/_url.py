@@ -13,9 +13,12 @@ Decisions, each with its reason:
   URL as the *namespace*; tether has a separate ``namespace`` option, so a URL path other
   than ``/`` is refused with a message that says where it should go, rather than silently
   meaning one thing or the other.
-- ``path`` is used as given, trailing slash included: the Node server matches
-  ``/socket.io/`` by prefix, so ``/socket.io`` would miss it, but a server configured with
-  ``addTrailingSlash: false`` needs exactly that. Only a missing leading ``/`` is added.
+- ``path`` gets a trailing ``/`` when it has none (and a leading one), as socket.io-client
+  (``addTrailingSlash``, on by default) and python-socketio's client do: Node's engine.io
+  matches its path, ``/socket.io/`` for ``path: "/socket.io"``, by prefix, so a request for
+  ``/socket.io?EIO=4`` misses it and is left to hang. The slash never hurts: a Node server
+  with ``addTrailingSlash: false`` matches ``/socket.io`` by prefix, which ``/socket.io/``
+  has, and python-engineio adds the slash to the request's path before it compares.
 - ``EIO`` and ``transport`` belong to the protocol: a user query naming them is an error,
   never a silent override (a wrong ``EIO`` gets the upgrade refused with a 400).
 - A query in the URL itself is kept, and the ``query`` option wins over it for the same key
@@ -78,6 +81,8 @@ def build_websocket_url(
         raise ValueError(f"path must not contain '?' or '#': {path!r}")
     if not path.startswith("/"):
         path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
     encoded_path = quote(path, safe=_PATH_SAFE)
 
     pairs: dict[str, str] = {"EIO": "4", "transport": "websocket"}

@@ -158,7 +158,7 @@ async def test_a_bug_in_the_session_task_is_logged_and_the_client_carries_on(
             rt.on_error(lambda error: errors.append(error.message))
             await server.accept()  # the second attempt
             await rt.wait_connected(5)
-    assert errors == ["internal error"]
+    assert errors == ["transport error"]
     [record] = [r for r in caplog.records if "internal error in transport session" in r.message]
     assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
 
@@ -219,4 +219,4 @@ async def test_a_bug_in_the_writer_is_logged_and_the_client_reconnects(
             rt.emit("second")
             assert await peer2.receive() == '42["second"]'
     assert reasons[0] == "transport error"
-    assert any("internal error in the writer" in r.message for r in caplog.records)
+    assert any("internal error on the write path" in r.message for r in caplog.records)

@@ -206,6 +206,16 @@ def test_the_buffer_is_bounded_in_bytes_too() -> None:
         h.emit("b", "x" * 10)
 
 
+@pytest.mark.parametrize("connected", [False, True], ids=["offline", "connected"])
+def test_a_message_larger_than_the_byte_bound_says_so(connected: bool) -> None:
+    h = Harness(CoreOptions(max_buffered_bytes=39))
+    if connected:
+        h.connect()
+    with pytest.raises(BufferFull, match=r"the message \(52 bytes\) is larger than max_buff"):
+        h.emit("b", "x" * 42)
+    assert h.conn.buffered == 0
+
+
 def test_drop_oldest_makes_room_and_reports_every_drop() -> None:
     h = Harness(CoreOptions(max_buffered=2, overflow=OverflowPolicy.DROP_OLDEST))
     call_id, _ = h.call("first", timeout=None)

@@ -24,6 +24,7 @@ from tether.core import (
     State,
     StateChanged,
 )
+from tether.core._namespace import UNANSWERED_CONNECT
 
 from .helpers import ENGINE_CLOSE, Harness, connect_error, disconnect, engine_open
 
@@ -76,8 +77,13 @@ ATTEMPT_FAILURES: dict[str, tuple[Callable[[Harness], object], str]] = {
         lambda h: (h.opened(), h.closed("transport error")),
         "transport error",
     ),
-    "closed-after-handshake": (lambda h: (h.handshake(), h.closed()), "transport close"),
-    "engineio-close": (lambda h: (h.handshake(), h.receive(ENGINE_CLOSE)), "transport close"),
+    # Closed in answer to our CONNECT: the message suggests a parser mismatch.
+    "closed-after-handshake": (lambda h: (h.handshake(), h.closed()), UNANSWERED_CONNECT),
+    "engineio-close": (lambda h: (h.handshake(), h.receive(ENGINE_CLOSE)), UNANSWERED_CONNECT),
+    "closed-after-a-socketio-packet": (
+        lambda h: (h.handshake(), h.receive('42["early"]'), h.closed()),
+        "transport close",
+    ),
     "parse-error": (lambda h: (h.handshake(), h.receive("4garbage")), "parse error"),
 }
 

@@ -174,7 +174,11 @@ async def test_a_reset_mid_write_is_a_transport_error_and_the_event_is_lost(
 ) -> None:
     size = 32 * 1024 * 1024  # past what the sockets' kernel buffers hold: still writing
     server = server_factory("node", max_payload=2 * size)
-    async with FaultProxy(server) as proxy, client(proxy.url, transport_kind, **FAST) as rt:
+    buffer = {"max_buffered_bytes": 2 * size}  # the default 16 MiB refuses the message
+    async with (
+        FaultProxy(server) as proxy,
+        client(proxy.url, transport_kind, **buffer, **FAST) as rt,
+    ):
         events = await connected(rt)
         echoes: list[object] = []
         rt.on("echo", lambda *args: echoes.append(args))

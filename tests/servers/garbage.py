@@ -13,6 +13,8 @@ mode                        what the server does
 ``ok``                      answers CONNECT ``40{"sid":...}``, echoes ``42[...]`` events back,
                             acknowledges ``42N[...]`` with ``43N[...]`` (same args)
 ``reject``                  refuses the WebSocket upgrade with HTTP 400
+``reject-echo``             refuses it with HTTP 400 and a body that echoes the request line and
+                            headers (a server that puts the client's tokens into its error)
 ``silent``                  accepts the WebSocket, never sends the open packet
 ``no-connect-reply``        open packet, then never answers the namespace CONNECT
 ``connect-error``           answers CONNECT with ``44{"message":"refused","data":{...}}``
@@ -30,6 +32,20 @@ mode                        what the server does
 ``no-ping``                 like ``ok`` but never pings
 ``close-packet``            after ``40{...}``: Engine.IO close ``1``, then closes the WebSocket
 ``drop``                    after ``40{...}``: shuts the TCP connection down (no close frame)
+``close-on-connect``        closes the WebSocket when the CONNECT arrives, without answering it
+                            (what a server with socket.io-msgpack-parser does)
+``binary-connect-reply``    answers CONNECT with a binary frame (a MessagePack-style reply)
+``lifecycle-names``         after ``40{...}``: one event named like each of tether's lifecycle
+                            events (:data:`LIFECYCLE_NAMES`), then each of Socket.IO's
+                            reserved names (:data:`RESERVED_NAMES`), each with the argument
+                            ``"from-server"``
+``flood``                   after ``40{...}``: ``flood_count`` events ``42["flood",i,"x..."]``
+                            (``flood_size`` bytes of filler) as fast as the socket takes them
+``stop-reading``            after ``40{...}``: never reads again (it keeps pinging): the
+                            client's writes fill the socket buffers and then block
+``huge-handshake``          an open packet of ``oversize`` bytes (padded with an extra key)
+``bad-open``                an open packet that is not JSON (``0{nope``)
+``open-no-sid``             an open packet without ``sid`` and with a string ``pingInterval``
 ==========================  ====================================================================
 
 A mode may also be a callable ``script(conn)``: it runs in the connection's thread right after
@@ -38,6 +54,11 @@ when it returns, the connection carries on in ``ok`` mode.
 
 After misbehaving, the server keeps the connection open and keeps pinging, so a client that
 does not give up on the bad data hangs visibly instead of timing out for another reason.
+
+On command, from the test (any thread): ``conn.send(...)`` and ``conn.send_raw(...)`` write
+whatever the test wants (malformed packets of any kind, at any moment), and
+``conn.pause_reading()`` / ``conn.resume_reading()`` stop and restart reading while the
+server keeps pinging: a server that stops reading, for as long as the test likes.
 """
 
 from __future__ import annotations
@@ -65,6 +86,7 @@ MODES = frozenset(
     {
         "ok",
         "reject",
+        "reject-echo",
         "silent",
         "no-connect-reply",
         "connect-error",
@@ -82,8 +104,28 @@ MODES = frozenset(
         "no-ping",
         "close-packet",
         "drop",
+        "close-on-connect",
+        "binary-connect-reply",
+        "lifecycle-names",
+        "flood",
+        "stop-reading",
+        "huge-handshake",
+        "bad-open",
+        "open-no-sid",
     }
 )
+
+#: The event names ``lifecycle-names`` sends, in this order: tether's lifecycle events (which
+#: only the ``on_*`` methods register), then Socket.IO's reserved names (which no server may
+#: emit, and a client takes for a parse error).
+LIFECYCLE_NAMES = (
+    "state_change",
+    "reconnect",
+    "reconnect_attempt",
+    "reconnect_failed",
+    "buffer_overflow",
+)
+RESERVED_NAMES = ("connect", "disconnect", "connect_error")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -123,6 +165,22 @@ class GarbageConnection:
     error: str | None = None
     closed: threading.Event = field(default_factory=threading.Event)
     _ws: ServerConnection | None = field(default=None, repr=False)
+    # Set while the server reads; cleared by pause_reading() and by the stop-reading mode.
+    _reading: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reading.set()
+
+    def pause_reading(self) -> None:
+        """Stop reading the client (pings go on): its writes pile up in the socket buffers."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    @property
+    def reading(self) -> bool:
+        return self._reading.is_set()
 
     @property
     def is_closed(self) -> bool:
@@ -167,12 +225,16 @@ class GarbageServer:
         oversize: int = 2 * 1024 * 1024,
         ws_ping_interval: float | None = None,
         host: str = "127.0.0.1",
+        flood_count: int = 10_000,
+        flood_size: int = 10,
     ) -> None:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
         self.oversize = oversize
         self.ws_ping_interval = ws_ping_interval
+        self.flood_count = flood_count
+        self.flood_size = flood_size
         self.host = host
         self.default_mode: Mode = "ok"
         self.modes: collections.deque[Mode] = collections.deque()
@@ -291,6 +353,10 @@ class GarbageServer:
         if mode == "reject":
             conn.closed.set()
             return ws.respond(400, "Bad request\n")
+        if mode == "reject-echo":
+            conn.closed.set()
+            echoed = " ".join(f"{name}: {value}" for name, value in request.headers.raw_items())
+            return ws.respond(400, f"Bad request: GET {request.path} {echoed}\n")
         return None
 
     def _handler(self, ws: ServerConnection) -> None:
@@ -326,14 +392,22 @@ class _Session:
         if self.mode == "silent":
             self.loop(answer=False)
             return
-        open_packet = {
+        open_packet: dict[str, object] = {
             "sid": self.conn.sid,
             "upgrades": [],
             "pingInterval": self.server.ping_interval,
             "pingTimeout": self.server.ping_timeout,
             "maxPayload": self.server.max_payload,
         }
-        self.ws.send("0" + json.dumps(open_packet, separators=(",", ":")))
+        if self.mode == "huge-handshake":
+            open_packet["padding"] = "x" * self.server.oversize
+        elif self.mode == "open-no-sid":
+            del open_packet["sid"]
+            open_packet["pingInterval"] = "soon"
+        if self.mode == "bad-open":
+            self.ws.send("0{nope")
+        else:
+            self.ws.send("0" + json.dumps(open_packet, separators=(",", ":")))
         self.next_ping = time.monotonic() + self.server.ping_interval / 1000
         if callable(self.mode):
             self.mode(self.conn)
@@ -341,11 +415,17 @@ class _Session:
         self.loop(answer=self.mode != "no-connect-reply")
 
     def loop(self, *, answer: bool) -> None:
+        reading = self.conn._reading
         while True:
             timeout = None
             if self.pings:
                 timeout = max(0.0, self.next_ping - time.monotonic())
             try:
+                if not reading.is_set():
+                    # Not reading: wait for the next ping or resume_reading().
+                    if not reading.wait(timeout):
+                        raise TimeoutError
+                    continue
                 message = self.ws.recv(timeout)
             except TimeoutError:
                 self.ws.send("2")
@@ -365,6 +445,12 @@ class _Session:
         mode = self.mode
         sid = f"s{self.conn.sid}"
         connect_reply = "40" + json.dumps({"sid": sid}, separators=(",", ":"))
+        if mode == "close-on-connect":
+            self.ws.close()
+            return
+        if mode == "binary-connect-reply":
+            self.ws.send(b"\x83\xa4type\x00\xa3nsp\xa1/\xa4data\x80")
+            return
         if mode == "connect-error":
             self.ws.send('44{"message":"refused","data":{"reason":"garbage","retry":false}}')
             return
@@ -385,6 +471,15 @@ class _Session:
             self.ws.close()
         elif mode == "drop":
             self.ws.socket.shutdown(socket.SHUT_RDWR)
+        elif mode == "lifecycle-names":
+            for name in LIFECYCLE_NAMES + RESERVED_NAMES:
+                self.ws.send("42" + json.dumps([name, "from-server"]))
+        elif mode == "flood":
+            filler = "x" * self.server.flood_size
+            for i in range(self.server.flood_count):
+                self.ws.send(f'42["flood",{i},"{filler}"]')
+        elif mode == "stop-reading":
+            self.conn.pause_reading()
         elif isinstance(mode, str) and mode in _AFTER_CONNECT:
             kind, payload = _AFTER_CONNECT[mode]
             if kind == "raw":
@@ -422,6 +517,8 @@ class GarbageFactory:
         max_payload: int = 1_000_000,
         oversize: int = 2 * 1024 * 1024,
         ws_ping_interval: float | None = None,
+        flood_count: int = 10_000,
+        flood_size: int = 10,
     ) -> GarbageServer:
         server = GarbageServer(
             ping_interval=ping_interval,
@@ -429,6 +526,8 @@ class GarbageFactory:
             max_payload=max_payload,
             oversize=oversize,
             ws_ping_interval=ws_ping_interval,
+            flood_count=flood_count,
+            flood_size=flood_size,
         )
         self.servers.append(server)
         server.start()

@@ -81,7 +81,12 @@ class Received(TypedDict):
     args: list[Any]  # bytes as {"$b64": ...}
 
 
-class ServerState(TypedDict):
+class _NodeOnlyState(TypedDict, total=False):
+    ticks: int  # how many "tick" events the ticker has emitted
+    pongs: dict[str, int]  # Engine.IO pongs read, per sid
+
+
+class ServerState(_NodeOnlyState):
     connected: list[str]
     history: list[Connection]
     connections: int
@@ -104,6 +109,8 @@ class ServerOptions:
     no_ping: bool = False  # start muted
     late_hello: bool = False  # node only: "hello" after the CONNECT reply
     transports: tuple[str, ...] | None = None  # ("polling",), ("websocket",); None: both
+    path: str | None = None  # the Engine.IO path; None: /socket.io/
+    parser: str | None = None  # node only: "msgpack" (socket.io-msgpack-parser)
 
     def args(self) -> list[str]:
         out: list[str] = []
@@ -113,6 +120,8 @@ class ServerOptions:
             ("--token", self.token),
             ("--max-payload", self.max_payload),
             ("--transports", ",".join(self.transports) if self.transports else None),
+            ("--path", self.path),
+            ("--parser", self.parser),
         ):
             if value is not None:
                 out += [flag, str(value)]
@@ -554,6 +563,8 @@ class PythonServer(SocketIOServer):
         super().__init__(options, host)
         if self.options.late_hello:
             raise ValueError("python-socketio always sends 'hello' before the CONNECT reply")
+        if self.options.parser is not None:
+            raise ValueError("the python server has only the default parser")
 
     def command(self, port: int) -> list[str]:
         return [
@@ -602,6 +613,8 @@ class ServerFactory:
         no_ping: bool = False,
         late_hello: bool = False,
         transports: tuple[str, ...] | None = None,
+        path: str | None = None,
+        parser: str | None = None,
     ) -> SocketIOServer:
         options = ServerOptions(
             ping_interval=ping_interval,
@@ -612,6 +625,8 @@ class ServerFactory:
             no_ping=no_ping,
             late_hello=late_hello,
             transports=transports,
+            path=path,
+            parser=parser,
         )
         server = make_server(kind, options)
         self.servers.append(server)

@@ -4,7 +4,7 @@ Run it as a script (it imports nothing from the project)::
 
     python tests/servers/pyserver.py --port 0 [--host 127.0.0.1] [--ping-interval MS]
         [--ping-timeout MS] [--csr] [--token TOKEN] [--max-payload BYTES] [--no-ping]
-        [--transports polling,websocket] [--watch-stdin] [--verbose]
+        [--transports polling,websocket] [--path /socket.io/] [--watch-stdin] [--verbose]
 
 Once it accepts connections it prints exactly one line to stdout,
 ``listening on http://HOST:PORT``. servers/README.md describes the events and the control API.
@@ -420,6 +420,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["polling", "websocket"],
         help="polling, websocket or both, comma-separated (default both)",
     )
+    p.add_argument("--path", default="/socket.io/", help="the Engine.IO path")
     p.add_argument("--csr", action="store_true", help="accepted and ignored (no CSR in python)")
     p.add_argument("--no-ping", action="store_true", help="start muted")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
     server = TestServer(args)
-    app = socketio.ASGIApp(server.sio, other_asgi_app=server.control_app)
+    app = socketio.ASGIApp(server.sio, other_asgi_app=server.control_app, socketio_path=args.path)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

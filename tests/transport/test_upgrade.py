@@ -20,11 +20,15 @@ from wsproto.utilities import RemoteProtocolError
 
 from tether.transport._stream import _endpoint
 from tether.transport._upgrade import (
+    MAX_REFUSAL_BODY,
+    MAX_REFUSAL_TEXT,
     MAX_RESPONSE_HEAD,
+    RefusalBody,
     UpgradeFailed,
     UpgradeRefused,
     UpgradeResponse,
     new_key,
+    refusal_text,
     upgrade_request,
 )
 
@@ -325,3 +329,92 @@ def test_our_verdict_is_wsprotos(
         assert ours == theirs.status_code
     else:
         assert ours is None
+
+
+# --- what a refusal says ----------------------------------------------------------------------
+
+NODE_400_CHUNKED = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n28\r\n"
+    b'{"code":0,"message":"Transport unknown"}\r\n0\r\n\r\n'
+)
+
+
+def refused_by(answer: bytes) -> UpgradeRefused:
+    with pytest.raises(UpgradeRefused) as info:
+        UpgradeResponse(KEY).receive_data(answer)
+    return info.value
+
+
+@pytest.mark.parametrize("cut", [len(NODE_400_CHUNKED.split(b"\r\n\r\n")[0]) + 4, 150, 190])
+def test_a_refusals_body_is_collected_whatever_the_chunking(cut: int) -> None:
+    # Node answers a polling-only server's upgrade with a chunked JSON body, which may come
+    # in pieces after the head.
+    refused = refused_by(NODE_400_CHUNKED[:cut])
+    assert refused.status == 400
+    body = refused.body
+    body.receive_data(NODE_400_CHUNKED[cut:])
+    assert body.done
+    assert body.data == b'{"code":0,"message":"Transport unknown"}'
+    assert refusal_text(body.data, []) == "Transport unknown"
+
+
+def test_a_refusals_body_by_content_length_and_by_close() -> None:
+    refused = refused_by(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nForbidden")
+    assert refused.body.done and refused.body.data == b"Forbidden"
+    # Engine.IO's abortUpgrade: text, then the socket closes.
+    refused = refused_by(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nBad req")
+    assert refused.body.data == b"Bad req"  # and more may come, up to the close
+    refused.body.receive_data(b"uest")
+    refused.body.receive_data(b"")
+    assert refused.body.done and refused.body.data == b"Bad request"
+
+
+def test_a_refusals_body_is_kept_only_up_to_its_bound() -> None:
+    refused = refused_by(b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\n" + b"x" * 5000)
+    assert refused.body.done
+    assert len(refused.body.data) == MAX_REFUSAL_BODY
+
+
+def test_an_answer_h11_cannot_read_just_has_no_body() -> None:
+    body = RefusalBody(b"HTTP/1.1 400 Bad\r\nContent-Length: nope\r\n\r\nwhatever")
+    assert body.done and body.data == b""
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (b'{"code":0,"message":"Transport unknown"}', "Transport unknown"),
+        (b'"Session ID unknown"', "Session ID unknown"),
+        (b"Bad request\n", "Bad request"),
+        (
+            b"<html><head><title>400 Bad Request</title></head><body>"
+            b"<center><h1>400 Bad Request</h1></center><hr><center>nginx</center></body></html>",
+            "400 Bad Request 400 Bad Request nginx",
+        ),
+        (
+            b"a\x1b[31mred\x00\x07 bell\r\n\tand\xff\xfe bytes",
+            "a [31mred bell and\ufffd\ufffd bytes",
+        ),
+        (b"", None),
+        (b"   \r\n", None),
+        (b"<p></p>", None),
+    ],
+)
+def test_a_refusals_text_is_sanitised(body: bytes, text: str | None) -> None:
+    assert refusal_text(body, []) == text
+
+
+def test_a_refusals_text_is_bounded() -> None:
+    text = refusal_text(b"word " * 500, [])
+    assert text is not None
+    assert len(text) == MAX_REFUSAL_TEXT and text.endswith("...")
+
+
+def test_what_the_request_carried_is_cut_out_of_a_refusals_text() -> None:
+    # A server (or proxy) that echoes the request must not put our tokens into the error.
+    echoed = b"Bad request: GET /socket.io/?EIO=4&token=s3cr%2Ft&x=1 Authorization: Bearer abc123"
+    text = refusal_text(echoed, ["s3cr/t", "s3cr%2Ft", "1", "Bearer abc123"])
+    assert (
+        text == "Bad request: GET /socket.io/?EIO=4&token=[redacted]&x=1 Authorization: [redacted]"
+    )

@@ -38,8 +38,9 @@ def test_schemes_hosts_and_ports(url: str, expected: str) -> None:
     ("path", "expected_path"),
     [
         ("/socket.io/", "/socket.io/"),
-        ("/socket.io", "/socket.io"),  # trailing slash neither added nor removed
-        ("socket.io", "/socket.io"),  # python-socketio style, leading slash added
+        ("/socket.io", "/socket.io/"),  # trailing slash added, as socket.io-client does
+        ("socket.io", "/socket.io/"),  # python-socketio style, both slashes added
+        ("/custom/rt", "/custom/rt/"),
         ("/engine.io/", "/engine.io/"),
         ("/my app/io/", "/my%20app/io/"),
         ("/a%20b/", "/a%20b/"),  # already encoded stays as is

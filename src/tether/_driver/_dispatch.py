@@ -100,10 +100,11 @@ class Dispatcher:
     event that asked for an acknowledgement, with the first listener's return value."""
 
     __slots__ = (
-        "_batch_left",
         "_driver",
         "_idle",
         "_task_group",
+        "backlog_bytes",
+        "batch_left",
         "entering",
         "events",
         "lifecycle",
@@ -130,7 +131,12 @@ class Dispatcher:
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
         self.queue: list[Any] = []
-        self._batch_left = 0  # facts of the batch being delivered, not delivered yet
+        #: Facts of the batch being delivered, not delivered yet.
+        self.batch_left = 0
+        #: About how many wire bytes the server events waiting for listeners took: those
+        #: queued (``Driver.route`` adds them) and the whole batch being delivered, until it
+        #: is done.
+        self.backlog_bytes = 0
         self.running = False
         self._idle: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -143,7 +149,7 @@ class Dispatcher:
     @property
     def backlog(self) -> int:
         """How many facts wait for their listeners."""
-        return len(self.queue) + self._batch_left
+        return len(self.queue) + self.batch_left
 
     # --- queueing ----------------------------------------------------------------------------
 
@@ -204,10 +210,11 @@ class Dispatcher:
             while self.queue:
                 batch = self.queue
                 self.queue = []
-                self._batch_left = len(batch)
+                self.batch_left = len(batch)
+                batch_bytes = self.backlog_bytes  # all of it is in this batch
                 try:
                     for fact in batch:
-                        self._batch_left -= 1
+                        self.batch_left -= 1
                         try:
                             if type(fact) is not EventReceived:
                                 name = LIFECYCLE_EVENTS[type(fact)]
@@ -232,9 +239,11 @@ class Dispatcher:
                             )
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
-                    self.queue[:0] = batch[len(batch) - self._batch_left :]
-                    self._batch_left = 0
+                    # (Its bytes stay counted until the next batch is done.)
+                    self.queue[:0] = batch[len(batch) - self.batch_left :]
+                    self.batch_left = 0
                     raise
+                self.backlog_bytes -= batch_bytes
         finally:
             self.running = False
             if self._idle is not None:

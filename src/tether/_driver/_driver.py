@@ -44,6 +44,8 @@ from tether.core import (
     DisconnectReason,
     EventReceived,
     OpenTransport,
+    SocketConnected,
+    SocketDisconnected,
     State,
     StateChanged,
 )
@@ -81,12 +83,13 @@ class ConnectWatch:
     ``data``), a server disconnect, exhausted attempts, a failure without reconnection.
     """
 
-    __slots__ = ("_changed", "_core", "_last_error", "final_error", "running")
+    __slots__ = ("_changed", "_core", "_last_error", "_lost", "final_error", "running")
 
     def __init__(self, core: Connection) -> None:
         self._core = core
         self._changed: anyio.Event | None = None  # made by a waiter, dropped when set
-        self._last_error: ConnectError | None = None
+        self._last_error: ConnectError | None = None  # of the attempts since the last connect
+        self._lost: str | None = None  # why the last connection ended
         self.final_error: ConnectError | None = None
         #: Whether the client is entered: a waiter of another task must not wait for a
         #: client that left (nothing would wake it again).
@@ -95,18 +98,36 @@ class ConnectWatch:
     def reset(self) -> None:
         """``open()``: earlier failures no longer stop a waiter."""
         self.final_error = self._last_error = None
+        self._lost = None
 
     def observe(self, fact: Any) -> None:
         kind = type(fact)
         if kind is ConnectFailed:
             self._last_error = fact.error
+        elif kind is SocketConnected:
+            self._last_error = None  # what failed before this connect is no reason now
+            self._lost = None
+        elif kind is SocketDisconnected:
+            self._lost = fact.reason
         elif kind is StateChanged and fact.current is State.CLOSED:
-            if fact.reason == DisconnectReason.CLIENT:
-                self.final_error = None
-            elif self._last_error is not None and fact.reason == self._last_error.message:
-                self.final_error = self._last_error
-            else:
-                self.final_error = ConnectError(fact.reason or "closed")
+            self.final_error = self._final_error(fact.reason or "closed")
+
+    def _final_error(self, reason: str) -> ConnectError | None:
+        """What a waiter raises for a client closed for ``reason``: the last attempt's own
+        error, or one that says what led to ``reason`` ("reconnect failed") and chains the
+        last attempt's error as its cause."""
+        last = self._last_error
+        if reason == DisconnectReason.CLIENT:
+            return None
+        if last is not None and reason == last.message:
+            return last
+        if last is not None:
+            error = ConnectError(f"{reason}; the last attempt failed: {last.message}")
+            error.__cause__ = last
+            return error
+        if self._lost is not None and reason != self._lost:
+            return ConnectError(f"{reason}; the connection was lost: {self._lost}")
+        return ConnectError(reason)
 
     def changed(self) -> None:
         if self._changed is not None:
@@ -252,18 +273,22 @@ class Driver:
         self.core.handle_timer(now=now)
         self.pump()
 
-    def route(self, events: list[Any]) -> bool:
+    def route(self, events: list[Any], size: int = 0) -> bool:
         """Route the core's events; ``True`` when a lifecycle fact came out (the deadlines
-        may have moved). This runs after every received message: keep it lean."""
+        may have moved). ``size``: the bytes of the message they came from, which each
+        server event among them counts in the dispatch backlog. This runs after every
+        received message: keep it lean."""
         dispatcher = self.dispatcher
         if dispatcher.entering is not None:
             dispatcher.release_entering()
         queue = dispatcher.queue
         lifecycle = False
+        queued_bytes = 0
         for event in events:
             kind = type(event)
             if kind is EventReceived:
                 queue.append(event)
+                queued_bytes += size
             elif kind is AckReceived:
                 waiter = self.calls.get(event.call_id)
                 if waiter is not None:
@@ -285,6 +310,8 @@ class Driver:
                 self.watch.observe(event)
                 dispatcher.lifecycle_fact(event)
                 log_fact(event, self)
+        if queued_bytes:
+            dispatcher.backlog_bytes += queued_bytes
         if queue and not dispatcher.running:
             dispatcher.kick()
         if lifecycle:

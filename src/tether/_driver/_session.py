@@ -23,7 +23,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from tether.core import Connection, DisconnectReason
+from tether.core import Connection, DisconnectReason, EventReceived
 from tether.transport import Connector, Transport, TransportError
 
 from ._credentials import Credentials, CredentialsError
@@ -31,16 +31,19 @@ from ._deadlines import DeadlineKeeper
 from ._dispatch import Dispatcher
 from ._writing import WritePath
 
-__all__ = ["DISPATCH_BACKLOG_LIMIT", "TransportSession"]
+__all__ = ["DISPATCH_BACKLOG_BYTES", "DISPATCH_BACKLOG_LIMIT", "TransportSession"]
 
 logger = logging.getLogger("tether")
 
-#: How many events may wait for slow listeners. The reader keeps reading (and the heartbeat
-#: keeps running) while listeners fall behind; past this many the transport is dropped with
+#: How many facts may wait for slow listeners, and about how many wire bytes of server
+#: events. The reader keeps reading (and the heartbeat keeps running) while listeners fall
+#: behind; when a message takes the backlog to either bound the transport is dropped with
 #: the reason ``"listeners fell behind"`` and the client reconnects, so memory stays bounded
 #: (``specs/bounds.md``). With connection state recovery or the hub's continuity the events
-#: not read yet are replayed after the reconnect.
+#: not read yet are replayed after the reconnect. Each session reads them when it starts:
+#: a test may lower them (``monkeypatch.setattr``) to reach the bound quickly.
 DISPATCH_BACKLOG_LIMIT: Final = 100_000
+DISPATCH_BACKLOG_BYTES: Final = 64 * 1024 * 1024
 
 
 class Driver(Protocol):
@@ -58,7 +61,7 @@ class Driver(Protocol):
 
     def pump(self, *, wake_writer: bool = True) -> None: ...
 
-    def route(self, events: list[Any]) -> bool: ...
+    def route(self, events: list[Any], size: int = 0) -> bool: ...
 
     def run_timer(self, now: float) -> None: ...
 
@@ -108,24 +111,25 @@ class TransportSession:
         driver.core.transport_closed(self.token, reason, now=anyio.current_time())
         driver.pump()
 
-    def _failed(self) -> None:
-        """An internal error ended the session: the core hears of a failed attempt or a
-        broken transport, whichever it waits for (it ignores the other)."""
+    def end(self) -> None:
+        """Cancel the session's task: it closes the transport and ends."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def _broken(self) -> None:
+        """The session's task failed unexpectedly (it ends now): the attempt fails, or the
+        transport is lost, whichever the core was waiting for."""
         if self.closing:
             return
         self.closing = True
         driver = self._driver
         driver.deadlines.connect_done(self)
         driver.deadlines.reader_done(self.transport)
+        core = driver.core
         now = anyio.current_time()
-        driver.core.transport_failed(self.token, "internal error", now=now)
-        driver.core.transport_closed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
+        core.transport_failed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
+        core.transport_closed(self.token, DisconnectReason.TRANSPORT_ERROR, now=now)
         driver.pump()
-
-    def end(self) -> None:
-        """Cancel the session's task: it closes the transport and ends."""
-        if self.task is not None:
-            self.task.cancel()
 
     # --- the task ------------------------------------------------------------------------------
 
@@ -136,10 +140,10 @@ class TransportSession:
             if transport is not None:
                 await self._read(transport)
         except Exception:
-            # A bug in tether or in a custom Connector: never into the task group, which
-            # holds the user's code too. The attempt (or the connection) fails instead.
+            # A bug in tether, or a custom Connector breaking its contract: never into the
+            # user's task group. The core hears of a failed attempt or a broken transport.
             logger.exception("tether: internal error in transport session %d", self.token)
-            self._failed()
+            self._broken()
         finally:
             driver.deadlines.connect_done(self)
             driver.deadlines.ensure()
@@ -204,6 +208,8 @@ class TransportSession:
         current_time = anyio.current_time
         drain_events = core.drain_events
         route = driver.route
+        max_backlog = DISPATCH_BACKLOG_LIMIT
+        max_backlog_bytes = DISPATCH_BACKLOG_BYTES
         connected = False
         try:
             while True:
@@ -215,7 +221,7 @@ class TransportSession:
                     return
                 core.receive(message, now=current_time())
                 events = drain_events()
-                lifecycle = bool(events) and route(events)
+                lifecycle = bool(events) and route(events, len(message))
                 if lifecycle:
                     deadlines.moved()
                     if not connected and core.is_connected:
@@ -236,10 +242,23 @@ class TransportSession:
                     # before this task sets up its next read (one checkpoint per ack).
                     driver.caller_woken = False
                     await anyio.lowlevel.checkpoint()
-                if dispatcher.backlog >= DISPATCH_BACKLOG_LIMIT:
+                # Only a server event of a connected session takes the backlog past its
+                # bound: a reconnect while listeners are still behind completes (its attempts
+                # count from zero again), and then reads what recovery replays.
+                if (
+                    connected
+                    and (
+                        dispatcher.backlog_bytes >= max_backlog_bytes
+                        or len(dispatcher.queue) + dispatcher.batch_left >= max_backlog
+                    )
+                    and events
+                    and type(events[-1]) is EventReceived
+                ):
                     logger.warning(
-                        "tether: %d events wait for slow listeners; dropping the connection",
+                        "tether: %d events (%d bytes) wait for slow listeners; "
+                        "dropping the connection",
                         dispatcher.backlog,
+                        dispatcher.backlog_bytes,
                     )
                     self.lost(DisconnectReason.LISTENERS_BEHIND)
                     return

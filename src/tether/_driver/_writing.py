@@ -30,8 +30,8 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from tether.core import Connection, DisconnectReason
-from tether.transport import Transport, TransportError
+from tether.core import Connection
+from tether.transport import TRANSPORT_ERROR, Transport, TransportError
 
 __all__ = ["CLOSE_WRITE_GRACE", "WritePath"]
 
@@ -133,7 +133,7 @@ class WritePath:
                 await self._send(frames)
         except Exception:  # a bug in tether: never into the task group (specs/client.md)
             logger.exception("tether: internal error in the writer")
-            self._lost(DisconnectReason.TRANSPORT_ERROR)
+            self._lost(TRANSPORT_ERROR)
         finally:
             self._writer_running = False
 
@@ -143,5 +143,10 @@ class WritePath:
             await self._transport.send_many(frames)
         except TransportError as exc:
             self._lost(exc.reason)
+        except Exception:
+            # A custom transport breaking its contract, or a bug: never into the user's task
+            # group (a call() writing its own packet would raise it to its caller too).
+            logger.exception("tether: internal error on the write path")
+            self._lost(TRANSPORT_ERROR)
         finally:
             self._writes -= 1

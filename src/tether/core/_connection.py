@@ -77,7 +77,7 @@ from ._events import (
     StreamResumed,
 )
 from ._lifecycle import Lifecycle, State, Trigger
-from ._namespace import NamespaceSession
+from ._namespace import UNANSWERED_CONNECT, NamespaceSession
 from ._options import CoreOptions, check_retries
 from ._outgoing import BufferPolicy, OfflineBuffer, Outbox, Outgoing, encode_event, too_large
 from ._socketio import Packet, PacketType, check_event_name
@@ -578,6 +578,7 @@ class Connection:
             if not transport_gone:
                 self._events.append(CloseTransport(engine.token))
         namespace.drop_held()
+        namespace.awaiting_reply = False
         self._attempts.finished()
 
     def _start_attempt(self, now: float) -> None:
@@ -592,13 +593,16 @@ class Connection:
         """The transport can carry nothing more, for a retryable ``reason``."""
         if self._lifecycle.state is _CONNECTED:
             self._lose_connection(reason, now, transport_gone=transport_gone)
-        else:
-            self._fail_attempt(ConnectError(reason), now, transport_gone=transport_gone)
+            return
+        if reason == DisconnectReason.TRANSPORT_CLOSE and self._namespace.awaiting_reply:
+            reason = UNANSWERED_CONNECT
+        self._fail_attempt(ConnectError(reason), now, transport_gone=transport_gone)
 
     # ------------------------------------------------------------------ receiving
 
     def _on_packet(self, packet: Packet, size: int, now: float) -> None:
         namespace = self._namespace
+        namespace.awaiting_reply = False  # the server speaks our parser
         if packet.namespace != namespace.name:
             return  # another namespace of the same server: not ours to handle
         kind = packet.type

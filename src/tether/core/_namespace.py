@@ -30,6 +30,16 @@ __all__ = ["MAX_HELD_EVENTS", "NamespaceSession"]
 #: broken ("parse error").
 MAX_HELD_EVENTS: Final = 100_000
 
+#: Why an attempt failed whose server closed the transport in answer to our CONNECT, before
+#: any Socket.IO packet: a server with another parser does that (socket.io-msgpack-parser
+#: cannot decode the CONNECT's text and drops the connection; over polling it answers NOOP,
+#: then CLOSE), and so does one whose ``maxPayload`` the CONNECT (its auth) is over.
+UNANSWERED_CONNECT: Final = (
+    "transport close: the server closed the connection without answering the namespace "
+    "CONNECT; it may use another parser, such as socket.io-msgpack-parser, or the CONNECT "
+    "may be over its maxPayload"
+)
+
 _new_event = tuple.__new__
 
 
@@ -47,6 +57,7 @@ class NamespaceSession:
         "_offset",
         "_pid",
         "auth",
+        "awaiting_reply",
         "name",
         "recovered",
         "sid",
@@ -58,6 +69,8 @@ class NamespaceSession:
         self.recovered = False
         #: The auth payload of the attempt in flight (the driver evaluates it per attempt).
         self.auth: dict[str, Any] | None = None
+        #: Our CONNECT went out on this transport and no Socket.IO packet came back since.
+        self.awaiting_reply = False
         self._pid: str | None = None
         self._offset: str | None = None
         self._held: list[Packet] = []
@@ -78,6 +91,7 @@ class NamespaceSession:
             auth = {"tether": identity, **(auth or {})}
         if self._pid is not None and self._offset is not None:
             auth = {"pid": self._pid, "offset": self._offset, **(auth or {})}
+        self.awaiting_reply = True
         return Packet(PacketType.CONNECT, self.name, auth)
 
     def accept(self, reply: Any) -> None:

@@ -315,6 +315,11 @@ class BufferPolicy:
         if not self.buffering or self.overflow is not OverflowPolicy.RAISE:
             return
         buffer = self.buffer
+        if message.size > buffer.max_bytes:
+            raise BufferFull(
+                f"the message ({message.size} bytes) is larger than max_buffered_bytes "
+                f"({buffer.max_bytes}): no buffer can hold it"
+            )
         if outbox is None:
             if not buffer.fits(message.size):
                 raise BufferFull(

@@ -29,7 +29,7 @@ import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Final, Generic, NamedTuple, NoReturn, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import anyio.abc
@@ -50,7 +50,14 @@ from ._base import (
 )
 from ._proxy import Proxy, ProxyRefused, open_tunnel
 from ._socket import open_tcp, quick_ack
-from ._upgrade import UpgradeFailed, UpgradeRefused, UpgradeResponse, new_key, upgrade_request
+from ._upgrade import (
+    UpgradeFailed,
+    UpgradeRefused,
+    UpgradeResponse,
+    new_key,
+    refusal_text,
+    upgrade_request,
+)
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -71,6 +78,8 @@ __all__ = [
 DEFAULT_READ_SIZE: Final = 65536
 #: How long ``aclose()`` spends trying to send a close frame before it just drops the socket.
 DEFAULT_CLOSE_TIMEOUT: Final = 1.0
+#: How long the rest of a refused upgrade's body is read for (it says why: ``_upgrade``).
+REFUSAL_BODY_TIMEOUT: Final = 1.0
 #: RFC 6455 7.4.1: the close code of a connection that ends normally.
 NORMAL_CLOSURE: Final = 1000
 
@@ -300,13 +309,39 @@ async def _upgrade(stream: anyio.abc.ByteStream, endpoint: Endpoint, read_size: 
             if response.receive_data(data):
                 return response.trailing
     except UpgradeRefused as refused:
-        # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown sid...)
-        # or 403; socket.io-client reports it as a connect_error and retries.
+        # Engine.IO 1.9: Node answers a refused upgrade with 400 (bad EIO, unknown sid,
+        # a transport it does not serve...) or 403, and says which in the body;
+        # socket.io-client reports it as a connect_error and retries.
+        text = await _refusal_text(stream, refused, endpoint, read_size)
         raise TransportError(
             TRANSPORT_ERROR,
-            f"{endpoint.where} refused the WebSocket upgrade with HTTP {refused.status}",
+            f"{endpoint.where} refused the WebSocket upgrade with HTTP {refused.status}"
+            + (f': "{text}"' if text else ""),
             status=refused.status,
         ) from None
+
+
+async def _refusal_text(
+    stream: anyio.abc.ByteStream, refused: UpgradeRefused, endpoint: Endpoint, read_size: int
+) -> str | None:
+    """What the refusal's body says (``_upgrade.refusal_text``): the rest of it is read
+    for at most :data:`REFUSAL_BODY_TIMEOUT`, so a body that trickles cannot turn the
+    refusal into a timeout."""
+    body = refused.body
+    with anyio.move_on_after(REFUSAL_BODY_TIMEOUT):
+        while not body.done:
+            try:
+                data = await stream.receive(read_size)
+            except anyio.EndOfStream:
+                data = b""
+            except IO_ERRORS:
+                break
+            body.receive_data(data)
+    query = urlsplit(endpoint.target).query
+    secrets = [value for _, value in parse_qsl(query, keep_blank_values=True)]
+    secrets += [item.partition("=")[2] for item in query.split("&")]  # as sent, encoded
+    secrets += [value.decode("latin-1") for _, value in endpoint.headers]
+    return refusal_text(body.data, secrets)
 
 
 class SendLock:

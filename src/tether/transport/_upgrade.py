@@ -25,29 +25,45 @@ What is checked, and what happens otherwise (each a ``TransportError`` at the ca
   neither). These are the checks wsproto's handshake makes; a test holds our verdict to
   wsproto's on generated responses.
 
-Error texts never quote the server's bytes: a server that echoes the request would otherwise
-put our query string and headers (tokens) into every logged traceback.
+Error texts never quote the server's head: a server that echoes the request would otherwise
+put our query string and headers (tokens) into every logged traceback. A refusal's *body*
+often says why (Node: ``Transport unknown`` from a polling-only server, ``Session ID
+unknown``), so :func:`refusal_text` makes a short, sanitised text of it: at most
+:data:`MAX_REFUSAL_BODY` bytes read, the ``message`` of an Engine.IO error object, markup
+and control characters gone, every query and header value we sent cut out, at most
+:data:`MAX_REFUSAL_TEXT` characters.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
+import h11
 from wsproto.utilities import generate_accept_token, generate_nonce
 
 __all__ = [
+    "MAX_REFUSAL_BODY",
+    "MAX_REFUSAL_TEXT",
     "MAX_RESPONSE_HEAD",
+    "RefusalBody",
     "UpgradeFailed",
     "UpgradeRefused",
     "UpgradeResponse",
     "new_key",
+    "refusal_text",
     "upgrade_request",
 ]
 
 #: The most bytes a response head (status line and headers) may take; h11's default.
 MAX_RESPONSE_HEAD: Final = 16 * 1024
+#: The most bytes of a refusal's body kept for its text, and the most characters shown.
+MAX_REFUSAL_BODY: Final = 1024
+MAX_REFUSAL_TEXT: Final = 120
+#: Secrets shorter than this are not cut out of a refusal's text (they would cut words).
+_MIN_SECRET: Final = 3
 
 # The grammar h11 parses a response head with (h11._abnf), so that a server wsproto's
 # handshake accepted is accepted here: RFC 9112 4, HTTP-version SP status-code [SP reason]
@@ -61,6 +77,8 @@ _HEADER_LINE: Final = re.compile(
 _FOLDED_LINE: Final = re.compile(rb"[ \t]+((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
 # The end of the head: the first empty line (CRLF CRLF, or bare LFs, RFC 9112 2.2).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
+# The tags of an HTML error page (a proxy's), which say nothing.
+_MARKUP: Final = re.compile(r"<[^>]*>")
 
 
 class UpgradeFailed(Exception):
@@ -68,11 +86,89 @@ class UpgradeFailed(Exception):
 
 
 class UpgradeRefused(Exception):
-    """The server answered the upgrade with an HTTP status other than 101."""
+    """The server answered the upgrade with an HTTP status other than 101.
 
-    def __init__(self, status: int) -> None:
+    ``body`` collects the answer's body (what has come of it so far, and more through its
+    ``receive_data``).
+    """
+
+    def __init__(self, status: int, body: RefusalBody | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.body = body if body is not None else RefusalBody(b"")
+
+
+class RefusalBody:
+    """The body of a refused upgrade, up to :data:`MAX_REFUSAL_BODY` bytes.
+
+    h11 reads its framing (``Content-Length``, chunks, or up to the close). Feed it with
+    :meth:`receive_data` until :attr:`done`; :attr:`data` is the body so far. An answer h11
+    cannot parse just ends the body.
+    """
+
+    __slots__ = ("_parser", "data", "done")
+
+    def __init__(self, answer: bytes) -> None:
+        """``answer``: the response so far, its head included."""
+        self.data = b""
+        self.done = False
+        self._parser = h11.Connection(h11.CLIENT)
+        # h11 reads a response only after a request: one that asks for no upgrade, so a
+        # refusal reads as the plain HTTP answer it is.
+        self._parser.send(h11.Request(method="GET", target="/", headers=[("Host", "server")]))
+        self._parser.send(h11.EndOfMessage())
+        if answer:
+            self.receive_data(answer)
+
+    def receive_data(self, data: bytes) -> None:
+        """More of the answer (``b""``: the server closed the connection)."""
+        if self.done:
+            return
+        parser = self._parser
+        try:
+            parser.receive_data(data)
+            while True:
+                event = parser.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                if type(event) is h11.Data:
+                    self.data += bytes(event.data)
+                    if len(self.data) >= MAX_REFUSAL_BODY:
+                        break
+                elif type(event) not in (h11.Response, h11.InformationalResponse):
+                    break  # EndOfMessage, ConnectionClosed, PAUSED: the body is over
+        except h11.ProtocolError:
+            pass
+        self.data = self.data[:MAX_REFUSAL_BODY]
+        self.done = True
+
+
+def refusal_text(body: bytes, secrets: Iterable[str]) -> str | None:
+    """A short text of a refusal's ``body`` that is safe to show, or ``None``.
+
+    The ``message`` of an Engine.IO error object (``{"code":0,"message":"Transport
+    unknown"}``) or the text itself; without markup, control characters and runs of
+    whitespace; each of ``secrets`` (what the request carried: query and header values)
+    replaced by ``[redacted]``, so a server that echoes the request cannot put a token into
+    our error; at most :data:`MAX_REFUSAL_TEXT` characters.
+    """
+    text = body[:MAX_REFUSAL_BODY].decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        text = parsed["message"]
+    elif isinstance(parsed, str):
+        text = parsed
+    text = _MARKUP.sub(" ", text)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET:
+            text = text.replace(secret, "[redacted]")
+    if len(text) > MAX_REFUSAL_TEXT:
+        text = text[: MAX_REFUSAL_TEXT - 3] + "..."
+    return text or None
 
 
 def new_key() -> str:
@@ -131,10 +227,15 @@ class UpgradeResponse:
             return False
         if end.start() > MAX_RESPONSE_HEAD:
             raise UpgradeFailed(f"the response head is over {MAX_RESPONSE_HEAD} bytes")
-        head = self._buffer[: end.start()]
-        self.trailing = self._buffer[end.end() :]
+        answer = self._buffer
+        head = answer[: end.start()]
+        self.trailing = answer[end.end() :]
         self._buffer = b""
-        _check_head(head, self._expected_accept)
+        try:
+            _check_head(head, self._expected_accept)
+        except UpgradeRefused as refused:
+            # Its body (what has come of it) may say why.
+            raise UpgradeRefused(refused.status, RefusalBody(answer)) from None
         return True
 
 
