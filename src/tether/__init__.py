@@ -8,10 +8,13 @@
         rt.join("technology-chat")
         rt.send("technology-chat", "chat-message", {"text": "hi"})
 
-The sans-IO core lives in :mod:`tether.core`; the transports in :mod:`tether.transport`.
+The sans-IO core lives in :mod:`tether.core`; the transports in :mod:`tether.transport`;
+the blocking client, for code without an event loop, in :mod:`tether.sync`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._client import Member, RealtimeClient
 from ._event_stream import EventsOverflow, EventStream
@@ -54,3 +57,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from . import sync as sync
+
+
+def __getattr__(name: str) -> Any:
+    """:mod:`tether.sync` after a plain ``import tether``, imported on first use."""
+    # Lazily: a program on an event loop does not load the blocking client (and anyio's
+    # blocking portal) with tether.
+    if name == "sync":
+        import importlib
+
+        return importlib.import_module(".sync", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,16 +3,23 @@
 Everything a user calls is here; what moves data and time in and out of the sans-IO core
 lives in :mod:`tether._driver` (``specs/client.md``): a synchronous call goes into the core
 (:class:`tether.core.Connection`), then the driver pumps what came out.
+
+Each public method first compares the caller's thread with the event loop thread that entered
+the client (``specs/client.md`` "Threads"): the synchronous ones hand a call from another
+thread over to that loop, the ``async`` ones refuse it with a ``RuntimeError`` that says what
+to use instead. The comparison is one ``threading.get_ident()`` call, about 40 ns.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
 import ssl as _ssl
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from threading import get_ident
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
 
@@ -27,7 +34,20 @@ from ._driver import (
     StrMapSource,
 )
 from ._event_stream import EventStream
-from ._listeners import Listener, ListenerRegistry
+from ._listeners import (
+    AnyListener,
+    AttemptListener,
+    ConnectListener,
+    DisconnectListener,
+    DroppedListener,
+    ErrorListener,
+    Listener,
+    ListenerRegistry,
+    PayloadListener,
+    ResumeListener,
+    StateListener,
+    UserEventListener,
+)
 from ._url import redact_url
 from .core import Connection, CoreOptions, OverflowPolicy, State, TetherError
 from .transport import (
@@ -71,8 +91,11 @@ class Member:
 class RealtimeClient:
     """A Socket.IO client that stays connected: ``async with RealtimeClient(url) as rt``.
 
-    Every option is described in the README ("Options"). The client is not thread-safe:
-    use it from the event loop that entered it.
+    Every option is described in the README ("Options"). The client belongs to the event
+    loop that entered it. From another thread its synchronous methods (``emit``, ``send``,
+    ``join``, ``close``, ``on`` ...) still work: they run in that loop while the calling
+    thread waits. Its ``async`` methods raise ``RuntimeError`` there; use
+    :class:`tether.sync.RealtimeClient` in code without an event loop.
     """
 
     __slots__ = ("__weakref__", "_auto_connect", "_driver", "_events", "_lifecycle", "_url")
@@ -177,7 +200,10 @@ class RealtimeClient:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        # The block's exception is not handed to the task group: anyio would wrap it in an
+        # ExceptionGroup. Returning None lets it reach the caller as itself (contract 2.9),
+        # and no exception can come out of the client's own tasks (specs/client.md "Errors").
         driver = self._driver
         task_group = driver.task_group
         assert task_group is not None
@@ -187,7 +213,17 @@ class RealtimeClient:
         finally:
             task_group.cancel_scope.cancel()
             driver.stop()
-        return await task_group.__aexit__(exc_type, exc, tb)
+            driver.dispatcher.end_streams()
+            try:
+                await task_group.__aexit__(None, None, None)
+            except anyio.get_cancelled_exc_class():
+                # An enclosing scope was cancelled while the client's tasks ended. With an
+                # exception from the block pending, that one goes on: a cancellation is
+                # delivered again at the next checkpoint, the block's error would be lost.
+                if exc is None:
+                    raise
+            finally:
+                driver.left()
 
     # ------------------------------------------------------------------ connection management
 
@@ -226,8 +262,12 @@ class RealtimeClient:
     def open(self) -> None:
         """Start connecting from ``idle`` or ``closed``; idempotent otherwise. Non-blocking."""
         driver = self._driver
-        if driver.task_group is None:
-            raise RuntimeError("enter the client first: `async with RealtimeClient(...) as rt`")
+        thread = driver.thread
+        if thread != get_ident():
+            if thread is None:
+                raise _not_entered("open")
+            driver.call_in_loop(self.open)
+            return
         driver.watch.reset()
         driver.core.open(now=anyio.current_time())
         driver.pump()
@@ -235,21 +275,36 @@ class RealtimeClient:
     def close(self) -> None:
         """Close on purpose and stay closed until :meth:`open`. Idempotent, non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.close)
+            return
         driver.core.close(now=_now())
         driver.pump()
 
     async def aclose(self) -> None:
         """Close and wait until the transport is gone and the last events were delivered."""
+        driver = self._driver
+        thread = driver.thread
+        if thread != get_ident():
+            if thread is not None:
+                raise _wrong_thread("aclose", "close()")
+            self.close()  # never entered: no transport, no task to wait for
+            return
         self.close()
-        await self._driver.sessions_ended()
+        await driver.sessions_ended()
         with anyio.move_on_after(CLOSE_DRAIN_TIMEOUT):
-            await self._driver.dispatcher.wait_idle()
+            await driver.dispatcher.wait_idle()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Return once connected; raise :class:`~tether.ConnectError` when the server refuses
         or the reconnect attempts are exhausted, ``TimeoutError`` after ``timeout`` seconds."""
-        watch = self._driver.watch
-        if self._driver.core.is_connected:
+        driver = self._driver
+        thread = driver.thread
+        if thread != get_ident():
+            raise _misplaced(thread, "wait_connected")
+        watch = driver.watch
+        if driver.core.is_connected:
             return  # no cancel scope to make
         if timeout is None:
             await watch.wait_connected()
@@ -264,11 +319,27 @@ class RealtimeClient:
         # server can emit them, so a server event never reaches a lifecycle listener.
         return self._lifecycle if event in RESERVED_LIFECYCLE_NAMES else self._events
 
+    def _in_loop(self, change: Callable[[], None]) -> None:
+        """Make a change to the listeners in the client's thread (it reads them there)."""
+        driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(change)
+        else:
+            change()
+
+    def _add(
+        self, registry: ListenerRegistry, event: str, fn: Listener, once: bool = False
+    ) -> None:
+        self._in_loop(functools.partial(registry.add, event, fn, once=once))
+
     @overload
-    def on(self, event: str) -> Callable[[F], F]: ...
+    def on(self, event: str) -> Callable[[AnyListener], AnyListener]: ...
     @overload
-    def on(self, event: str, fn: F) -> F: ...
-    def on(self, event: str, fn: F | None = None) -> F | Callable[[F], F]:
+    def on(self, event: str, fn: AnyListener) -> AnyListener: ...
+    def on(
+        self, event: str, fn: AnyListener | None = None
+    ) -> AnyListener | Callable[[AnyListener], AnyListener]:
         """Call ``fn(*args)`` for every ``event``; usable as ``@rt.on("name")``.
 
         ``"connect"``, ``"disconnect"`` and ``"connect_error"`` are the lifecycle events of
@@ -277,107 +348,117 @@ class RealtimeClient:
         """
         if fn is None:
             return lambda f: self.on(event, f)
-        self._registry(event).add(event, fn)
+        self._add(self._registry(event), event, fn)
         return fn
 
     @overload
-    def once(self, event: str) -> Callable[[F], F]: ...
+    def once(self, event: str) -> Callable[[AnyListener], AnyListener]: ...
     @overload
-    def once(self, event: str, fn: F) -> F: ...
-    def once(self, event: str, fn: F | None = None) -> F | Callable[[F], F]:
+    def once(self, event: str, fn: AnyListener) -> AnyListener: ...
+    def once(
+        self, event: str, fn: AnyListener | None = None
+    ) -> AnyListener | Callable[[AnyListener], AnyListener]:
         """Like :meth:`on`, for the next ``event`` only."""
         if fn is None:
             return lambda f: self.once(event, f)
-        self._registry(event).add(event, fn, once=True)
+        self._add(self._registry(event), event, fn, once=True)
         return fn
 
     def off(self, event: str | None = None, fn: Listener | None = None) -> None:
         """Remove listeners: ``off()`` all of them, ``off(event)`` that event's, ``off(event,
         fn)`` one."""
-        if event is None:
-            self._events.remove(None, fn)
-            self._lifecycle.remove(None, fn)
-        else:
-            self._registry(event).remove(event, fn)
 
-    def on_any(self, fn: F) -> F:
+        def remove() -> None:
+            if event is None:
+                self._events.remove(None, fn)
+                self._lifecycle.remove(None, fn)
+            else:
+                self._registry(event).remove(event, fn)
+
+        self._in_loop(remove)
+
+    def on_any(self, fn: AnyListener) -> AnyListener:
         """Call ``fn(event, *args)`` for every incoming server event."""
-        self._events.add_any(fn)
+        self._in_loop(functools.partial(self._events.add_any, fn))
         return fn
 
     def off_any(self, fn: Listener | None = None) -> None:
         """Remove one catch-all listener, or all of them."""
-        self._events.remove_any(fn)
+        self._in_loop(functools.partial(self._events.remove_any, fn))
 
     def listeners(self, event: str) -> list[Listener]:
         """The listeners registered for ``event``."""
         return self._registry(event).listeners(event)
 
-    def on_connect(self, fn: F) -> F:
+    def on_connect(self, fn: ConnectListener) -> ConnectListener:
         """Call ``fn()`` after every successful (re)connect."""
-        self._lifecycle.add("connect", fn)
+        self._add(self._lifecycle, "connect", fn)
         return fn
 
-    def on_disconnect(self, fn: F) -> F:
+    def on_disconnect(self, fn: DisconnectListener) -> DisconnectListener:
         """Call ``fn(reason)`` once per connected → not connected."""
-        self._lifecycle.add("disconnect", fn)
+        self._add(self._lifecycle, "disconnect", fn)
         return fn
 
-    def on_error(self, fn: F) -> F:
+    def on_error(self, fn: ErrorListener) -> ErrorListener:
         """Call ``fn(error)`` for every failed attempt (a :class:`~tether.ConnectError`)."""
-        self._lifecycle.add("connect_error", fn)
+        self._add(self._lifecycle, "connect_error", fn)
         return fn
 
-    def on_reconnect_attempt(self, fn: F) -> F:
+    def on_reconnect_attempt(self, fn: AttemptListener) -> AttemptListener:
         """Call ``fn(attempt)`` as reconnect attempt 1, 2, 3 ... starts."""
-        self._lifecycle.add("reconnect_attempt", fn)
+        self._add(self._lifecycle, "reconnect_attempt", fn)
         return fn
 
-    def on_reconnect(self, fn: F) -> F:
+    def on_reconnect(self, fn: AttemptListener) -> AttemptListener:
         """Call ``fn(attempt)`` when reconnect attempt ``attempt`` succeeded."""
-        self._lifecycle.add("reconnect", fn)
+        self._add(self._lifecycle, "reconnect", fn)
         return fn
 
-    def on_reconnect_failed(self, fn: F) -> F:
+    def on_reconnect_failed(self, fn: ConnectListener) -> ConnectListener:
         """Call ``fn()`` when the reconnect attempts are exhausted."""
-        self._lifecycle.add("reconnect_failed", fn)
+        self._add(self._lifecycle, "reconnect_failed", fn)
         return fn
 
-    def on_state_change(self, fn: F) -> F:
+    def on_state_change(self, fn: StateListener) -> StateListener:
         """Call ``fn(change)`` for every lifecycle move (a :class:`~tether.StateChanged`)."""
-        self._lifecycle.add("state_change", fn)
+        self._add(self._lifecycle, "state_change", fn)
         return fn
 
-    def on_buffer_overflow(self, fn: F) -> F:
+    def on_buffer_overflow(self, fn: DroppedListener) -> DroppedListener:
         """Call ``fn(dropped)`` for every message dropped (a :class:`~tether.MessageDropped`)."""
-        self._lifecycle.add("buffer_overflow", fn)
+        self._add(self._lifecycle, "buffer_overflow", fn)
         return fn
 
-    def on_resume(self, fn: F) -> F:
+    def on_resume(self, fn: ResumeListener) -> ResumeListener:
         """Call ``fn(resume)`` after a reconnect (or ``close()`` + ``open()``) for each hub
         stream the client had joined: its channels, and the broadcasts as ``channel=None``
         (a :class:`~tether.StreamResumed`: ``resumed``, ``replayed``, ``reason``)."""
-        self._lifecycle.add("resume", fn)
+        self._add(self._lifecycle, "resume", fn)
         return fn
 
-    def on_join(self, fn: F) -> F:
+    def on_join(self, fn: PayloadListener) -> PayloadListener:
         """Call ``fn(payload)`` when a member joins one of your channels."""
         return self.on("channel:join", fn)
 
-    def on_leave(self, fn: F) -> F:
+    def on_leave(self, fn: PayloadListener) -> PayloadListener:
         """Call ``fn(payload)`` when a member leaves one of your channels."""
         return self.on("channel:leave", fn)
 
-    def on_update(self, fn: F) -> F:
+    def on_update(self, fn: PayloadListener) -> PayloadListener:
         """Call ``fn(payload)`` when a member of one of your channels updates its profile."""
         return self.on("channel:update", fn)
 
-    def on_user_event(self, fn: F) -> F:
+    def on_user_event(self, fn: UserEventListener) -> UserEventListener:
         """Call ``fn(event_name, session)`` for every ``user:*`` event from the server."""
         if not callable(fn):
             raise TypeError("listener must be callable")
         dispatcher = self._driver.dispatcher
-        dispatcher.user_event_listeners = (*dispatcher.user_event_listeners, fn)
+
+        def add() -> None:
+            dispatcher.user_event_listeners = (*dispatcher.user_event_listeners, fn)
+
+        self._in_loop(add)
         return fn
 
     def events(self, *names: str, max_queued: int = 1000) -> EventStream:
@@ -386,8 +467,12 @@ class RealtimeClient:
         ``async for name, args in rt.events("chat"): ...``; see :class:`~tether.EventStream`
         for the bounded queue and :class:`~tether.EventsOverflow`.
         """
+        driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            raise _wrong_thread("events", "tether.sync.RealtimeClient.events()")
         stream = EventStream(frozenset(names), max_queued)
-        dispatcher = self._driver.dispatcher
+        dispatcher = driver.dispatcher
         if dispatcher.streams is None:
             dispatcher.streams = weakref.WeakSet()
         dispatcher.streams.add(stream)
@@ -398,6 +483,10 @@ class RealtimeClient:
     def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` with JSON/bytes ``args``; buffered while not connected. Non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.emit, event, *args)
+            return
         driver.core.emit(event, *args, now=_now())
         driver.pump()
 
@@ -419,6 +508,9 @@ class RealtimeClient:
         :class:`~tether.BufferFull`.
         """
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident():
+            raise _misplaced(thread, "call")
         now = _now()
         call_id = driver.core.call(
             event, *args, timeout=timeout, now=now, retries=retries, ack_timeout=ack_timeout
@@ -450,30 +542,50 @@ class RealtimeClient:
     def join(self, channel: str, echo: bool | None = None) -> None:
         """Join ``channel`` (re-joined after every reconnect). Non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.join, channel, echo)
+            return
         driver.core.join(channel, echo, now=_now())
         driver.pump()
 
     def leave(self, channel: str, echo: bool | None = None) -> None:
         """Leave ``channel``. Non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.leave, channel, echo)
+            return
         driver.core.leave(channel, echo, now=_now())
         driver.pump()
 
     def send(self, channel: str, event: str, message: Any, echo: bool | None = None) -> None:
         """Send ``event`` with ``message`` to the members of ``channel``. Non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.send, channel, event, message, echo)
+            return
         driver.core.send(channel, event, message, echo, now=_now())
         driver.pump()
 
     def broadcast(self, event: str, message: Any, echo: bool | None = None) -> None:
         """Send ``event`` with ``message`` to every client of the hub. Non-blocking."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.broadcast, event, message, echo)
+            return
         driver.core.broadcast(event, message, echo, now=_now())
         driver.pump()
 
     def update_profile(self, data: Any, echo: bool | None = None) -> None:
         """Share ``data`` as this member's profile (restored after every reconnect)."""
         driver = self._driver
+        thread = driver.thread
+        if thread != get_ident() and thread is not None:
+            driver.call_in_loop(self.update_profile, data, echo)
+            return
         driver.core.update_profile(data, echo, now=_now())
         driver.pump()
 
@@ -483,6 +595,9 @@ class RealtimeClient:
         Asked for in pages that fit this client's ``max_message_size``
         (specs/hub-wire-format.md §2.7.1), within ``timeout`` for all of them.
         """
+        thread = self._driver.thread
+        if thread != get_ident():
+            raise _misplaced(thread, "get_members")
         if not isinstance(channel, str) or not channel:
             raise ValueError("channel name must be a non-empty str")
         deadline = None if timeout is None else anyio.current_time() + timeout
@@ -521,6 +636,34 @@ class RealtimeClient:
 
 def _member(item: dict[str, Any]) -> Member:
     return Member(str(item.get("id")), item.get("data"), item.get("oversized") is True)
+
+
+def _not_entered(method: str) -> RuntimeError:
+    return RuntimeError(
+        f"RealtimeClient.{method}(): the client is not running; use it inside "
+        "`async with tether.RealtimeClient(...) as rt:` (or, without an event loop, "
+        "`with tether.sync.RealtimeClient(...) as rt:`)"
+    )
+
+
+def _wrong_thread(method: str, instead: str) -> RuntimeError:
+    return RuntimeError(
+        f"RealtimeClient.{method}() was called from a thread other than the event loop's "
+        f"that entered the client; from another thread use {instead}, or "
+        "tether.sync.RealtimeClient, whose every method works from any thread"
+    )
+
+
+def _misplaced(thread: int | None, method: str) -> RuntimeError:
+    """Why an ``async`` method cannot run here: the client is not entered, or this is not
+    the thread of its event loop."""
+    if thread is None:
+        return _not_entered(method)
+    return _wrong_thread(
+        method,
+        f"anyio.from_thread.run(rt.{method}, ...) to run it in that loop (outside anyio's "
+        "worker threads, pass it the token=anyio.lowlevel.current_token() of that loop)",
+    )
 
 
 def _now() -> float:

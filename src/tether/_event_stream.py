@@ -22,7 +22,8 @@ class EventStream:
     Yields ``(name, args)``. Its queue holds ``max_queued`` events; when the consumer falls
     further behind, iteration raises :class:`EventsOverflow` (after the queued events) instead
     of growing without bound or silently dropping events. The client holds the stream weakly:
-    dropping it, or calling :meth:`aclose` / leaving ``async with``, unsubscribes it.
+    dropping it, or calling :meth:`aclose` / leaving ``async with``, unsubscribes it; so does
+    the client leaving its own ``async with``.
     """
 
     __slots__ = ("__weakref__", "_closed", "_names", "_overflowed", "_queue", "_size", "_wake")
@@ -62,10 +63,15 @@ class EventStream:
             self._wake = anyio.Event()
             await self._wake.wait()
 
-    async def aclose(self) -> None:
-        """Stop the stream: iteration ends after the events already queued."""
+    def end(self) -> None:
+        """Stop the stream: iteration ends after the events already queued. The client ends
+        its streams when it leaves ``async with``."""
         self._closed = True
         self._wake.set()
+
+    async def aclose(self) -> None:
+        """Stop the stream: iteration ends after the events already queued."""
+        self.end()
 
     async def __aenter__(self) -> EventStream:
         return self

@@ -7,11 +7,52 @@ them itself, in its dispatcher task.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Listener", "ListenerRegistry"]
+from .core import ConnectError, MessageDropped, StateChanged, StreamResumed
+
+__all__ = [
+    "AnyListener",
+    "AttemptListener",
+    "ConnectListener",
+    "DisconnectListener",
+    "DroppedListener",
+    "ErrorListener",
+    "Listener",
+    "ListenerRegistry",
+    "PayloadListener",
+    "ResumeListener",
+    "StateListener",
+    "UserEventListener",
+]
 
 Listener = Callable[..., Any]
+
+# What each ``on_*`` method takes, so that mypy checks a listener's parameters at the line
+# that registers it (``rt.on_disconnect(lambda: ...)`` is an error: it must take the reason).
+# Each is a TypeVar bound to the listener's shape, so a decorated function keeps its own type.
+# A listener may return anything (an async one returns its coroutine, awaited).
+
+#: ``fn()``: ``on_connect``, ``on_reconnect_failed``.
+ConnectListener = TypeVar("ConnectListener", bound=Callable[[], object])
+#: ``fn(reason)``: ``on_disconnect``.
+DisconnectListener = TypeVar("DisconnectListener", bound=Callable[[str], object])
+#: ``fn(error)``: ``on_error``.
+ErrorListener = TypeVar("ErrorListener", bound=Callable[[ConnectError], object])
+#: ``fn(attempt)``: ``on_reconnect_attempt``, ``on_reconnect``.
+AttemptListener = TypeVar("AttemptListener", bound=Callable[[int], object])
+#: ``fn(change)``: ``on_state_change``.
+StateListener = TypeVar("StateListener", bound=Callable[[StateChanged], object])
+#: ``fn(dropped)``: ``on_buffer_overflow``.
+DroppedListener = TypeVar("DroppedListener", bound=Callable[[MessageDropped], object])
+#: ``fn(resume)``: ``on_resume``.
+ResumeListener = TypeVar("ResumeListener", bound=Callable[[StreamResumed], object])
+#: ``fn(payload)``: ``on_join``, ``on_leave``, ``on_update``.
+PayloadListener = TypeVar("PayloadListener", bound=Callable[[Any], object])
+#: ``fn(event_name, session)``: ``on_user_event``.
+UserEventListener = TypeVar("UserEventListener", bound=Callable[[str, Any], object])
+#: ``fn(*args)`` or ``fn(event, *args)``: ``on``, ``once``, ``on_any`` (any arguments).
+AnyListener = TypeVar("AnyListener", bound=Callable[..., object])
 
 _EMPTY: list[Listener] = []
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tether._url import build_websocket_url
+from tether._url import build_websocket_url, redact_url
 from tether.core._json import dumps as json_dumps
 from tether.transport import encode_headers
 
@@ -50,7 +50,7 @@ class AttemptCredentials:
 class Credentials:
     """The client's ``auth``/``headers``/``query`` sources and the URL they complete."""
 
-    __slots__ = ("_auth", "_headers", "_path", "_query", "_static_url", "_url")
+    __slots__ = ("_auth", "_headers", "_path", "_query", "_static_url", "_url", "where")
 
     def __init__(
         self, url: str, path: str, auth: AuthSource, headers: StrMapSource, query: StrMapSource
@@ -60,6 +60,8 @@ class Credentials:
         ws_url = build_websocket_url(url, path=path, query=static_query)
         self._url = url
         self._path = path
+        #: The server for log lines: scheme, host, port and path, never a query or userinfo.
+        self.where = redact_url(url)
         # Without a query callable the URL is the same for every attempt: built once.
         self._static_url = None if callable(query) else ws_url
         self._query = query

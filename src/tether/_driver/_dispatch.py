@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
 import anyio
@@ -45,7 +45,13 @@ from tether.core import (
     StreamResumed,
 )
 
-__all__ = ["LIFECYCLE_EVENTS", "RESERVED_LIFECYCLE_NAMES", "Dispatcher"]
+__all__ = [
+    "LIFECYCLE_EVENTS",
+    "RESERVED_LIFECYCLE_NAMES",
+    "Dispatcher",
+    "RunListeners",
+    "run_listeners",
+]
 
 logger = logging.getLogger("tether")
 
@@ -80,6 +86,11 @@ def _lifecycle_args(fact: Any) -> tuple[Any, ...]:
     return (fact,)  # StateChanged, MessageDropped, StreamResumed
 
 
+#: How a dispatcher runs the listeners of one fact: ``(listeners, args, name)`` → the first
+#: value one of them returned other than ``None`` (the ack to a server event that asks for one).
+RunListeners = Callable[[Sequence[Listener], tuple[Any, ...], str], Awaitable[Any]]
+
+
 class _Acknowledger(Protocol):
     def ack(self, ack_id: int, values: tuple[Any, ...]) -> None: ...
 
@@ -98,6 +109,7 @@ class Dispatcher:
         "events",
         "lifecycle",
         "queue",
+        "run_listeners",
         "running",
         "streams",
         "user_event_listeners",
@@ -112,6 +124,9 @@ class Dispatcher:
         self.events = events
         self.lifecycle = lifecycle
         self._driver = driver
+        #: Where listeners run: here, in the dispatcher task; ``tether.sync`` puts them in its
+        #: listener thread.
+        self.run_listeners: RunListeners = run_listeners
         self.user_event_listeners: tuple[Listener, ...] = ()
         self.streams: weakref.WeakSet[EventStream] | None = None  # made by events()
         #: Facts waiting for the dispatcher (a list, not a deque: smaller on every client).
@@ -172,6 +187,12 @@ class Dispatcher:
             self.running = True
             self._task_group.start_soon(self._loop, name="tether dispatcher")
 
+    def end_streams(self) -> None:
+        """The client is leaving: every ``events()`` iterator ends after its queued events."""
+        if self.streams:
+            for stream in list(self.streams):
+                stream.end()
+
     async def wait_idle(self) -> None:
         """Return once every queued fact has been delivered."""
         while self.queue or self.running:
@@ -185,6 +206,7 @@ class Dispatcher:
         """Deliver queued facts in order until the queue is empty, then end."""
         try:
             events = self.events
+            run = self.run_listeners
             while self.queue:
                 batch = self.queue
                 self.queue = []
@@ -193,21 +215,28 @@ class Dispatcher:
                 try:
                     for fact in batch:
                         self.batch_left -= 1
-                        if type(fact) is not EventReceived:
-                            name = LIFECYCLE_EVENTS[type(fact)]
-                            args = _lifecycle_args(fact)
-                            await _run_listeners(self.lifecycle.take(name), args, name)
-                        elif (
-                            fact.ack_id is None
-                            and not events.has_any
-                            and not self.user_event_listeners
-                            and not self.streams
-                        ):
-                            # Most events: only rt.on(name) listeners, nothing to answer.
-                            name = fact.name
-                            await _run_listeners(events.take(name), fact.args, name)
-                        else:
-                            await self._deliver_event(fact)
+                        try:
+                            if type(fact) is not EventReceived:
+                                name = LIFECYCLE_EVENTS[type(fact)]
+                                args = _lifecycle_args(fact)
+                                await run(self.lifecycle.take(name), args, name)
+                            elif (
+                                fact.ack_id is None
+                                and not events.has_any
+                                and not self.user_event_listeners
+                                and not self.streams
+                            ):
+                                # Most events: only rt.on(name) listeners, nothing to answer.
+                                name = fact.name
+                                await run(events.take(name), fact.args, name)
+                            else:
+                                await self._deliver_event(fact)
+                        except Exception:
+                            # A bug in tether (listeners' own errors are caught where they
+                            # run): logged, and the next fact is delivered.
+                            logger.exception(
+                                "tether: internal error delivering %s", type(fact).__name__
+                            )
                 except BaseException:
                     # Cancelled (the client is leaving): what was not delivered stays queued.
                     # (Its bytes stay counted until the next batch is done.)
@@ -227,12 +256,13 @@ class Dispatcher:
         name = event.name
         args = event.args
         registry = self.events
+        run = self.run_listeners
         if registry.has_any:
-            await _run_listeners(registry.any_listeners(), (name, *args), name)
+            await run(registry.any_listeners(), (name, *args), name)
         if self.user_event_listeners and name.startswith("user:"):
             session = args[0] if args else None
-            await _run_listeners(self.user_event_listeners, (name, session), name)
-        reply = await _run_listeners(registry.take(name), args, name)
+            await run(self.user_event_listeners, (name, session), name)
+        reply = await run(registry.take(name), args, name)
         if self.streams:
             for stream in list(self.streams):
                 stream.push(name, args)
@@ -243,7 +273,7 @@ class Dispatcher:
             self._driver.ack(event.ack_id, values)
 
 
-async def _run_listeners(listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> Any:
+async def run_listeners(listeners: Sequence[Listener], args: tuple[Any, ...], name: str) -> Any:
     """Run ``listeners`` in order; the first value one of them returned other than ``None``
     (awaited if it is awaitable). An exception in a listener is logged and changes nothing
     (specs/client.md)."""

@@ -13,17 +13,25 @@ transport if the core has output, and lets the deadline keeper look at the next 
 * lifecycle facts also go to the :class:`ConnectWatch` behind ``wait_connected()``.
 
 One anyio task group per client holds one task per transport session and, only while they
-have work, the timer, the dispatcher and a writer (``specs/client.md``).
+have work, the timer, the dispatcher and a writer (``specs/client.md``). None of them lets an
+exception out into that task group, which holds the user's code too: a bug in tether is
+logged and the client carries on (``specs/client.md`` "Errors").
+
+The driver belongs to the event loop thread that entered the client; :meth:`Driver.call_in_loop`
+hands a call from another thread over to it (``specs/client.md`` "Threads").
 """
 
 from __future__ import annotations
 
 import logging
 import ssl as _ssl
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from tether._listeners import ListenerRegistry
 from tether.core import (
@@ -46,11 +54,14 @@ from tether.transport import Connector
 from ._credentials import Credentials
 from ._deadlines import DeadlineKeeper
 from ._dispatch import Dispatcher
+from ._lifecycle_log import log_fact
 from ._session import TransportSession
 
 __all__ = ["CallWaiter", "ConnectWatch", "Driver"]
 
 logger = logging.getLogger("tether")
+
+T = TypeVar("T")
 
 
 class CallWaiter:
@@ -72,7 +83,7 @@ class ConnectWatch:
     ``data``), a server disconnect, exhausted attempts, a failure without reconnection.
     """
 
-    __slots__ = ("_changed", "_core", "_last_error", "_lost", "final_error")
+    __slots__ = ("_changed", "_core", "_last_error", "_lost", "final_error", "running")
 
     def __init__(self, core: Connection) -> None:
         self._core = core
@@ -80,6 +91,9 @@ class ConnectWatch:
         self._last_error: ConnectError | None = None  # of the attempts since the last connect
         self._lost: str | None = None  # why the last connection ended
         self.final_error: ConnectError | None = None
+        #: Whether the client is entered: a waiter of another task must not wait for a
+        #: client that left (nothing would wake it again).
+        self.running = False
 
     def reset(self) -> None:
         """``open()``: earlier failures no longer stop a waiter."""
@@ -125,6 +139,11 @@ class ConnectWatch:
         while not core.is_connected:
             if self.final_error is not None and core.state is State.CLOSED:
                 raise self.final_error
+            if not self.running:
+                raise RuntimeError(
+                    "RealtimeClient.wait_connected(): the client left its `async with` "
+                    "while this waited"
+                )
             if self._changed is None:
                 self._changed = anyio.Event()
             await self._changed.wait()
@@ -147,6 +166,8 @@ class Driver:
         "session",
         "ssl",
         "task_group",
+        "thread",
+        "token",
         "watch",
     )
 
@@ -170,6 +191,11 @@ class Driver:
         self.deadlines = DeadlineKeeper(core, self)
         self.watch = ConnectWatch(core)
         self.task_group: anyio.abc.TaskGroup | None = None
+        #: The event loop thread's ``threading.get_ident()`` from entering to leaving, else
+        #: ``None``: the client's public methods compare it with the caller's (about 40 ns).
+        self.thread: int | None = None
+        #: That event loop, for :meth:`call_in_loop`.
+        self.token: anyio.lowlevel.EventLoopToken | None = None
         self.session: TransportSession | None = None
         self._sessions_running = 0
         self._sessions_done: anyio.Event | None = None
@@ -181,6 +207,9 @@ class Driver:
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self.task_group = task_group
+        self.token = anyio.lowlevel.current_token()
+        self.thread = threading.get_ident()
+        self.watch.running = True
         self.dispatcher.start(task_group)
 
     def started(self) -> None:
@@ -189,8 +218,34 @@ class Driver:
         self.deadlines.start(self.task_group)
 
     def stop(self) -> None:
+        """Leaving: no task starts from now on, and nobody waits for a connect."""
         self.task_group = None
         self.deadlines.stop()
+        self.watch.running = False
+        self.watch.changed()
+
+    def left(self) -> None:
+        """The client's tasks are gone: the client belongs to no thread any more."""
+        self.thread = None
+        self.token = None
+
+    def call_in_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the client's event loop thread and return its result (or
+        raise its exception) in the calling thread, which waits for it."""
+        token = self.token
+        if token is None:
+            # The client left meanwhile: nothing else runs it now.
+            return fn(*args)
+        # Here, not at the top: a program that never calls from another thread does not
+        # import it (and concurrent.futures) with tether.
+        import anyio.from_thread
+
+        try:
+            return anyio.from_thread.run_sync(fn, *args, token=token)
+        except anyio.RunFinishedError:
+            raise RuntimeError(
+                "the event loop that entered this RealtimeClient has finished"
+            ) from None
 
     async def sessions_ended(self) -> None:
         """Return once no transport session is running."""
@@ -254,6 +309,7 @@ class Driver:
                 lifecycle = True
                 self.watch.observe(event)
                 dispatcher.lifecycle_fact(event)
+                log_fact(event, self)
         if queued_bytes:
             dispatcher.backlog_bytes += queued_bytes
         if queue and not dispatcher.running:
@@ -278,6 +334,12 @@ class Driver:
     def _start_session(self, event: OpenTransport) -> None:
         assert self.task_group is not None
         session = TransportSession(self, event.token, event.attempt)
+        logger.debug(
+            "tether: attempt %d (transport %d): connecting to %s",
+            event.attempt,
+            event.token,
+            self.credentials.where,
+        )
         self.session = session
         self._sessions_running += 1
         self.deadlines.connect_keeps(session)

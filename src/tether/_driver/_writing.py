@@ -113,11 +113,15 @@ class WritePath:
         self._task_group.start_soon(self._finish, last, name="tether closer")
 
     async def _finish(self, last: list[str | bytes]) -> None:
-        with anyio.move_on_after(CLOSE_WRITE_GRACE):
-            # An empty send_many waits its turn at the send lock: the write under way is
-            # over when it returns.
-            await self._send(last)
-        self._end()
+        try:
+            with anyio.move_on_after(CLOSE_WRITE_GRACE):
+                # An empty send_many waits its turn at the send lock: the write under way is
+                # over when it returns.
+                await self._send(last)
+        except Exception:  # a bug in tether: never into the task group (specs/client.md)
+            logger.exception("tether: internal error while closing the transport")
+        finally:
+            self._end()
 
     async def _write_loop(self) -> None:
         core = self._core
@@ -127,6 +131,9 @@ class WritePath:
                 if not frames:
                     break
                 await self._send(frames)
+        except Exception:  # a bug in tether: never into the task group (specs/client.md)
+            logger.exception("tether: internal error in the writer")
+            self._lost(TRANSPORT_ERROR)
         finally:
             self._writer_running = False
 

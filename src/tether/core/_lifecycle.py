@@ -34,7 +34,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from transitions import Machine, MachineError
+from transitions import EventData, Machine, MachineError
+from transitions import State as MachineState
 
 from ._errors import LocalProtocolError
 
@@ -134,12 +135,32 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
 )
 
 
+class _QuietState(MachineState):
+    """A ``transitions`` state that enters and exits without logging.
+
+    ``transitions.State`` logs each enter and exit at INFO on ``transitions.core``: six lines
+    per connect and close in any application with ``logging.basicConfig(level=INFO)``. The
+    client logs its lifecycle itself, on the ``tether`` logger (``specs/client.md``
+    "Logging"). The state's callbacks still run (this table has none).
+    """
+
+    def enter(self, event_data: EventData) -> None:
+        event_data.machine.callbacks(self.on_enter, event_data)
+
+    def exit(self, event_data: EventData) -> None:
+        event_data.machine.callbacks(self.on_exit, event_data)
+
+
+class _Machine(Machine):
+    state_cls = _QuietState
+
+
 #: The one ``transitions.Machine`` that enforces :data:`TRANSITIONS` for every client. It is
 #: built once, holds no model, and is handed each client's :class:`Lifecycle` as the model of
 #: one trigger call: ``transitions`` reads and writes only its ``state`` attribute. A Machine
 #: per client would cost memory and time on every client (benchmarks/README.md); this one
 #: costs nothing per client and still lets ``transitions`` decide every move.
-_MACHINE: Final = Machine(
+_MACHINE: Final = _Machine(
     model=None,
     states=list(State),
     initial=State.IDLE,
