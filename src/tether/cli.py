@@ -80,6 +80,10 @@ def _positive_float(text: str) -> float:
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
+    return _int_in(minimum, None)
+
+
+def _int_in(minimum: int, maximum: int | None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -87,6 +91,8 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, not {value}")
         return value
 
     return parse
@@ -181,6 +187,21 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default 4 x --max-payload)",
     )
     p.add_argument(
+        "--history",
+        type=_int_in(0, 100_000),
+        default=1000,
+        metavar="N",
+        help="messages kept per channel (and for the broadcasts) to replay to members that "
+        "come back, and to recognise retries; 0 turns continuity off (default 1000)",
+    )
+    p.add_argument(
+        "--history-ttl",
+        type=_positive_float,
+        default=120.0,
+        metavar="S",
+        help="seconds a message stays in the history (default 120)",
+    )
+    p.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default="warning",
@@ -216,6 +237,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_channels_per_client=args.max_channels_per_client,
             max_send_queue=args.max_send_queue,
             max_send_queue_bytes=args.max_send_queue_bytes,
+            history=args.history,
+            history_ttl=args.history_ttl,
         )
     except ValueError as exc:
         print(f"tether serve: {exc}", file=sys.stderr)

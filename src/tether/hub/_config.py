@@ -17,8 +17,13 @@ DEFAULT_PORT = 8765
 #: Defaults of the bounds in specs/hub-wire-format.md §4.2.
 DEFAULT_MAX_CHANNELS_PER_CLIENT = 1000
 DEFAULT_MAX_SEND_QUEUE = 10_000
+#: Continuity (specs/delivery.md §4.4): messages kept per stream, and for how long.
+DEFAULT_HISTORY = 1000
+DEFAULT_HISTORY_TTL = 120.0
 #: Without ``max_send_queue_bytes``, a client may fall this many ``max_payload`` behind.
 SEND_QUEUE_PAYLOADS = 4
+#: The largest history a stream may keep: a replay is sent to one client at once.
+MAX_HISTORY = 100_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class HubConfig:
     max_send_queue: int = DEFAULT_MAX_SEND_QUEUE
     #: Bytes waiting to be sent to one client; ``None``: ``SEND_QUEUE_PAYLOADS × max_payload``.
     max_send_queue_bytes: int | None = None
+    #: Messages kept per stream for replay and deduplication; 0 turns continuity off.
+    history: int = DEFAULT_HISTORY
+    #: Seconds a message stays in its stream's history, and a sender is remembered.
+    history_ttl: float = DEFAULT_HISTORY_TTL
 
     @property
     def send_queue_bytes(self) -> int:
@@ -57,7 +66,7 @@ class HubConfig:
             raise ValueError("host must not be empty")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
-        for name in ("ping_interval", "ping_timeout", "node_ttl"):
+        for name in ("ping_interval", "ping_timeout", "node_ttl", "history_ttl"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds")
@@ -67,6 +76,8 @@ class HubConfig:
             raise ValueError("max_payload must be at least 1024 bytes")
         if self.max_channels_per_client < 1:
             raise ValueError("max_channels_per_client must be at least 1")
+        if not 0 <= self.history <= MAX_HISTORY:
+            raise ValueError(f"history must be in 0..{MAX_HISTORY} messages per stream")
         if self.max_send_queue < 100:
             raise ValueError("max_send_queue must be at least 100 packets")
         queue_bytes = self.max_send_queue_bytes
@@ -106,6 +117,8 @@ class HubConfig:
                 "max_channels_per_client",
                 "max_send_queue",
                 "max_send_queue_bytes",
+                "history",
+                "history_ttl",
             )
         )
         token = "'***'" if self.token else "None"
