@@ -42,6 +42,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from integration.support import WAYS
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 START_TIMEOUT = 15.0
@@ -229,6 +231,14 @@ def token_hub(hub_tmp: Path) -> Iterator[HubProcess]:
     process = HubProcess.start("--token", "s3cr3t-t0ken", "--log-level", "debug", tmp=hub_tmp)
     yield process
     assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> str:
+    """How the tether clients connect (integration/support.py's ``WAYS``): the scenarios that
+    move channel state over the wire, or restore it after a reconnect, run on each."""
+    name: str = request.param
+    return name
 
 
 def unique(name: str = "ch") -> str:

@@ -19,7 +19,7 @@ import pytest
 
 import tether
 from faults import FaultProxy
-from integration.support import until
+from integration.support import client, until
 from tether.hub import HubConfig, HubThread, start_hub_in_thread
 
 from .conftest import RedisServer, connected, unique
@@ -84,12 +84,12 @@ async def joined(rt: tether.RealtimeClient, channel: str) -> None:
 
 
 async def test_a_dropped_member_gets_what_it_missed_once_in_order(
-    embedded_hub: HubThread,
+    embedded_hub: HubThread, way: str
 ) -> None:
     room = unique("room")
     async with (
         tether.RealtimeClient(embedded_hub.url, **FAST) as alice,
-        tether.RealtimeClient(embedded_hub.url, **FAST) as bob,
+        client(embedded_hub.url, way, **FAST) as bob,
     ):
         bob_sees = Member(bob, room)
         await joined(alice, room)
@@ -114,12 +114,12 @@ async def test_a_dropped_member_gets_what_it_missed_once_in_order(
 
 
 async def test_close_and_open_resume_the_channels_and_the_broadcasts(
-    embedded_hub: HubThread,
+    embedded_hub: HubThread, way: str
 ) -> None:
     room = unique("room")
     async with (
         tether.RealtimeClient(embedded_hub.url, **FAST) as alice,
-        tether.RealtimeClient(embedded_hub.url, **FAST) as bob,
+        client(embedded_hub.url, way, **FAST) as bob,
     ):
         bob_sees = Member(bob, room)
         await joined(alice, room)
