@@ -50,7 +50,7 @@ import resource
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -162,32 +162,9 @@ async def soak_node(server: NodeServer, *, seconds: float, seed: int) -> Figures
                 sent += 1
                 await anyio.sleep(0.02)
 
-        async def cycle() -> None:
-            rng = _Rng(seed)
-            while True:
-                await anyio.sleep(rng.uniform(2.0, 4.0))
-                watch.closed = True
-                consumer.close()
-                await anyio.sleep(rng.uniform(0.1, 0.6))
-                watch.closed = False
-                consumer.open()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(produce)
-            group.start_soon(cycle)
-            played_p: list[Any] = []
-            played_c: list[Any] = []
-            async with anyio.create_task_group() as faults:
-                faults.start_soon(play, to_producer, _recoverable(chaos(seed)), played_p)
-                faults.start_soon(play, to_consumer, _recoverable(chaos(seed + 1)), played_c)
-                await anyio.sleep(seconds)
-                faults.cancel_scope.cancel()
-            to_producer.heal()
-            to_consumer.heal()
-            group.cancel_scope.cancel()
-        watch.closed = False
-        consumer.open()
-        figures.faults = len(played_p) + len(played_c)
+        figures.faults = await _chaos(
+            to_producer, to_consumer, consumer, watch, produce, seed=seed, seconds=seconds
+        )
         # Healed: let both catch up, then stop the ticks and count.
         await _settle(lambda: producer.is_connected() and consumer.is_connected(), 30)
         state = await server.control("POST", "ticks?interval=0")
@@ -300,35 +277,24 @@ async def soak_hub(
                 sent += 1
                 await anyio.sleep(0.02)
 
-        async def cycle() -> None:
-            rng = _Rng(seed)
-            turn = 0
-            while True:
-                await anyio.sleep(rng.uniform(2.0, 4.0))
-                watch.closed = True
-                consumer.close()
-                await anyio.sleep(rng.uniform(0.1, 0.6))
-                turn += 1
-                to_consumer.upstream_host, to_consumer.upstream_port = hubs[turn % len(hubs)]
-                watch.closed = False
-                consumer.open()
+        turn = 0
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(produce)
-            group.start_soon(cycle)
-            played_p: list[Any] = []
-            played_c: list[Any] = []
-            async with anyio.create_task_group() as faults:
-                faults.start_soon(play, to_producer, _recoverable(chaos(seed)), played_p)
-                faults.start_soon(play, to_consumer, _recoverable(chaos(seed + 1)), played_c)
-                await anyio.sleep(seconds)
-                faults.cancel_scope.cancel()
-            to_producer.heal()
-            to_consumer.heal()
-            group.cancel_scope.cancel()
-        watch.closed = False
-        consumer.open()
-        figures.faults = len(played_p) + len(played_c)
+        def next_hub() -> None:
+            # As a load balancer would: the consumer's next connection goes elsewhere.
+            nonlocal turn
+            turn += 1
+            to_consumer.upstream_host, to_consumer.upstream_port = hubs[turn % len(hubs)]
+
+        figures.faults = await _chaos(
+            to_producer,
+            to_consumer,
+            consumer,
+            watch,
+            produce,
+            seed=seed,
+            seconds=seconds,
+            before_open=next_hub,
+        )
         await _settle(lambda: producer.is_connected() and consumer.is_connected(), 30)
         # Everything sent has been acknowledged once a last call comes back (one connection
         # keeps the order); then the consumer catches up.
@@ -341,6 +307,51 @@ async def soak_hub(
         figures.attempts_while_closed = watch.violations
     figures.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return figures
+
+
+async def _chaos(
+    to_producer: FaultProxy,
+    to_consumer: FaultProxy,
+    consumer: tether.RealtimeClient,
+    watch: ClosedWatch,
+    produce: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    seed: int,
+    seconds: float,
+    before_open: Callable[[], None] | None = None,
+) -> int:
+    """For ``seconds``: the producer runs, the consumer is closed and opened again every
+    2-4 s, and both proxies play their faults. Then heal, open the consumer for good, and
+    return how many faults were played."""
+
+    async def cycle() -> None:
+        rng = _Rng(seed)
+        while True:
+            await anyio.sleep(rng.uniform(2.0, 4.0))
+            watch.closed = True
+            consumer.close()
+            await anyio.sleep(rng.uniform(0.1, 0.6))
+            if before_open is not None:
+                before_open()
+            watch.closed = False
+            consumer.open()
+
+    played_p: list[Any] = []
+    played_c: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(produce)
+        group.start_soon(cycle)
+        async with anyio.create_task_group() as faults:
+            faults.start_soon(play, to_producer, _recoverable(chaos(seed)), played_p)
+            faults.start_soon(play, to_consumer, _recoverable(chaos(seed + 1)), played_c)
+            await anyio.sleep(seconds)
+            faults.cancel_scope.cancel()
+        to_producer.heal()
+        to_consumer.heal()
+        group.cancel_scope.cancel()
+    watch.closed = False
+    consumer.open()
+    return len(played_p) + len(played_c)
 
 
 SCENARIOS = ("node", "hub", "hub-redis")
