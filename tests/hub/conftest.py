@@ -219,6 +219,14 @@ def hub_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def redis_server(hub_tmp: Path) -> Iterator[RedisServer]:
+    """One real Redis for every hub test that needs one; each test uses its own prefix."""
+    server = RedisServer.start(hub_tmp)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def hub(hub_tmp: Path) -> Iterator[HubProcess]:
     """One plain hub shared by the session; tests use unique channel names."""
     process = HubProcess.start("--log-level", "debug", "--max-channel-name", "64", tmp=hub_tmp)

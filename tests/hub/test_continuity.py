@@ -313,13 +313,6 @@ async def test_with_history_off_nothing_has_a_position() -> None:
 # ------------------------------------------------------------------------------- Redis
 
 
-@pytest.fixture(scope="module")
-def redis_server(hub_tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer.start(hub_tmp)
-    yield server
-    server.stop()
-
-
 @pytest.mark.redis
 async def test_with_redis_a_member_resumes_on_another_process_after_its_hub_died(
     redis_server: RedisServer, hub_tmp: Path
