@@ -103,7 +103,7 @@ async def test_a_dropped_member_gets_what_it_missed_once_in_order(
                 assert first is not None
                 embedded_hub.drop(first)
             await anyio.sleep(0.002)
-        await until(lambda: len(bob_sees.chats) >= 100, 15)
+        await until(lambda: len(bob_sees.chats) >= 100 and len(bob_sees.resumes) == 2, 15)
         await anyio.sleep(0.2)
         assert bob_sees.chats == list(range(100))
         assert len(set(bob_sees.positions)) == 100
@@ -137,7 +137,8 @@ async def test_close_and_open_resume_the_channels_and_the_broadcasts(
             carol_sid = carol.get_socket_id()
         await anyio.sleep(0.2)
         bob.open()
-        await until(lambda: len(bob_sees.chats) == 6 and len(bob_sees.news) == 3, 15)
+        # The replay comes first, each join's answer (the resume) after it.
+        await until(lambda: len(bob_sees.chats) == 6 and len(bob_sees.resumes) == 2, 15)
         assert bob_sees.chats == ["before", 0, 1, 2, 3, 4]
         assert bob_sees.news == [0, 1, 2]
         room_resume = bob_sees.resume_of(room)
@@ -167,7 +168,7 @@ async def test_more_missed_than_the_history_keeps_is_reported_trimmed() -> None:
                 alice.send(room, "chat", i)
             await anyio.sleep(0.2)
             bob.open()
-            await until(lambda: bool(bob_sees.resumes) and len(bob_sees.chats) == 5, 15)
+            await until(lambda: len(bob_sees.resumes) == 2 and len(bob_sees.chats) == 5, 15)
             assert bob_sees.chats == [5, 6, 7, 8, 9]  # what the history still had
             resume = bob_sees.resume_of(room)
             assert resume == tether.StreamResumed(room, False, 5, tether.ResumeReason.TRIMMED)
@@ -340,7 +341,14 @@ async def test_with_redis_a_member_resumes_on_another_process_after_its_hub_died
                 alice.send(room, "chat", i)
                 alice.broadcast("news", i)
                 await anyio.sleep(0.01)
-            await until(lambda: len(bob_sees.chats) == 21 and len(bob_sees.news) == 21, 30)
+            await until(
+                lambda: (
+                    len(bob_sees.chats) == 21
+                    and len(bob_sees.news) == 21
+                    and len(bob_sees.resumes) == 2
+                ),
+                30,
+            )
             await anyio.sleep(0.3)
             assert bob_sees.chats == ["before", *range(20)]
             assert bob_sees.news == ["before", *range(20)]

@@ -2,14 +2,22 @@
 message of a stream is kept and delivered in one order, and a member that comes back gets
 what it missed before anything live, none of it twice.
 
-``Streams`` owns it. Each stream has a lock in this process: publishing (memory) or
-delivering what Redis published (``RedisHistory.listen``) holds it, and so does a re-join
-while it replays and enters the room. So no live message of the stream reaches the member
-between its replayed ones.
+``Streams`` owns it.
 
-With Redis the member enters the room *before* reading the history, so nothing published
-meanwhile is missed; what the read already returned and then also arrives live is left out
-by the member's *floor*, its last replayed position, until a newer message goes past it.
+In memory (one process) publishing takes no lock, so a handler never waits for another
+connection's delivery (a sender's reader would stop reading its pongs meanwhile).
+python-socketio's ``emit`` queues one send task per recipient before it first suspends, and
+the history gives the position without suspending either, so each recipient's sends are
+queued in position order. A re-join that replays closes the stream's *gate* for as long as
+it reads, replays and enters the room: publishers of that stream wait at the gate, so
+nothing is appended that the replay would miss and the room not yet deliver. A first join
+reads the head and enters the room without suspending in between.
+
+With Redis a single listener task delivers what Redis published, holding the stream's lock,
+and a re-join holds it too while it enters the room, reads the history and replays. The
+member enters the room *before* reading, so nothing published meanwhile is missed; what
+the read already returned and then also arrives live is left out by the member's *floor*,
+its last replayed position, until a newer message goes past it.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ class Streams:
         self.continuity = continuity
         self._shared = isinstance(history, RedisHistory)
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        #: stream -> [replays in progress, the event publishers wait for] (memory only).
+        self._gates: dict[str, tuple[list[int], asyncio.Event]] = {}
         #: stream -> sid -> the last position replayed to it (Redis only).
         self._floors: dict[str, dict[str, tuple[int, int]]] = {}
 
@@ -74,19 +84,16 @@ class Streams:
                 skip_sid=skip_sid,
             )
             return position is not None
-        async with self._lock(stream):
-            position = await self._history.append(
-                stream, event, payload, skip_client=skip_client, sender=sender
-            )
-            if position is None:
-                return False
-            await self._sio.emit(
-                event,
-                payload,
-                room=room_of(stream),
-                skip_sid=skip_sid,
-                namespace=self._namespace,
-            )
+        await self._past_replays(stream)
+        # From here to the send tasks' creation nothing suspends (module docstring).
+        position = await self._history.append(
+            stream, event, payload, skip_client=skip_client, sender=sender
+        )
+        if position is None:
+            return False
+        await self._sio.emit(
+            event, payload, room=room_of(stream), skip_sid=skip_sid, namespace=self._namespace
+        )
         return True
 
     async def deliver_shared(self, message: dict[str, Any]) -> None:
@@ -144,36 +151,53 @@ class Streams:
             if announce is not None and answer is not None:
                 await announce(answer)
             return answer
+        if not self._shared:
+            return await self._enter_here(sid, stream, client, since, announce)
         async with self._lock(stream):
-            if self._shared:
-                await self._sio.enter_room(sid, room, namespace=self._namespace)
+            await self._sio.enter_room(sid, room, namespace=self._namespace)
             if since is None:
                 answer = {"pos": await self._history.head(stream)}
-                replay = None
             else:
                 replay = await self._history.replay(stream, since)
-                replayed = 0
-                for entry in replay.entries:
-                    if entry.skip_client is not None and entry.skip_client == client:
-                        continue
-                    await self._sio.emit(
-                        entry.event,
-                        entry.payload,
-                        to=sid,
-                        namespace=self._namespace,
-                        ignore_queue=True,
-                    )
-                    replayed += 1
-                answer = replay.answer(replayed)
-            if self._shared:
-                floor = entry_key(answer["pos"])
-                if floor is not None:
-                    self._floors.setdefault(stream, {})[sid] = floor
-            else:
-                await self._sio.enter_room(sid, room, namespace=self._namespace)
+                answer = replay.answer(await self._send_replay(sid, client, replay))
+            floor = entry_key(answer["pos"])
+            if floor is not None:
+                self._floors.setdefault(stream, {})[sid] = floor
             if announce is not None:
                 await announce(answer)
         return answer
+
+    async def _enter_here(
+        self, sid: str, stream: str, client: str, since: str | None, announce: Announce | None
+    ) -> dict[str, Any]:
+        """``enter`` with the history in this process (module docstring)."""
+        room = room_of(stream)
+        if since is None:
+            answer = {"pos": await self._history.head(stream)}
+            # No suspension from the head to the room: what follows the head goes to sid live.
+            await self._sio.enter_room(sid, room, namespace=self._namespace)
+            if announce is not None:
+                await announce(answer)
+            return answer
+        async with self._gate_closed(stream):
+            replay = await self._history.replay(stream, since)
+            answer = replay.answer(await self._send_replay(sid, client, replay))
+            await self._sio.enter_room(sid, room, namespace=self._namespace)
+            if announce is not None:
+                await announce(answer)
+        return answer
+
+    async def _send_replay(self, sid: str, client: str, replay: Replay) -> int:
+        """Send ``sid`` the replayed entries (not those it sent without echo); how many."""
+        replayed = 0
+        for entry in replay.entries:
+            if entry.skip_client is not None and entry.skip_client == client:
+                continue
+            await self._sio.emit(
+                entry.event, entry.payload, to=sid, namespace=self._namespace, ignore_queue=True
+            )
+            replayed += 1
+        return replayed
 
     def forget(self, sid: str, stream: str | None = None) -> None:
         """``sid`` left ``stream`` (or every stream: it disconnected)."""
@@ -184,6 +208,28 @@ class Streams:
                 floors.pop(sid, None)
                 if not floors:
                     del self._floors[key]
+
+    async def _past_replays(self, stream: str) -> None:
+        """Wait while a re-join replays this stream (memory)."""
+        gate = self._gates.get(stream)
+        while gate is not None:
+            await gate[1].wait()
+            gate = self._gates.get(stream)
+
+    @asynccontextmanager
+    async def _gate_closed(self, stream: str) -> AsyncIterator[None]:
+        gate = self._gates.get(stream)
+        if gate is None:
+            gate = self._gates[stream] = ([0], asyncio.Event())
+        count, opened = gate
+        count[0] += 1
+        try:
+            yield
+        finally:
+            count[0] -= 1
+            if count[0] == 0:
+                del self._gates[stream]
+                opened.set()
 
     @asynccontextmanager
     async def _lock(self, stream: str) -> AsyncIterator[None]:
