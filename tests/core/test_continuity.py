@@ -229,3 +229,31 @@ def test_data_pending_says_whether_there_is_something_to_write() -> None:
     h.conn.data_to_send()
     pending.append(h.conn.data_pending)
     assert pending == [False, True, False]
+
+
+def test_a_position_seen_before_the_answer_is_newer_than_the_answer() -> None:
+    # The hub answers a join after the replay and the join's own channel:join; a live
+    # message may overtake the answer. The position to offer next is the newest one seen.
+    h = hub_client()
+    h.connect()
+    h.receive(event("hub:resume", {"channel": None, "pos": "b1"}))
+    [(call_id, _)] = join_frames(h.join("room").sent)
+    h.receive(event("channel:join", {"channel": "room", "message": {}, "pos": "p2"}))
+    h.receive(ack(call_id, {"pos": "p1"}))
+    h.closed()
+    [(_, payload)] = join_frames(h.connect().sent)
+    assert payload["since"] == "p2"
+
+
+def test_a_broadcast_seen_before_hub_resume_wins_over_its_position() -> None:
+    h = hub_client()
+    h.connect()
+    h.receive(event("hub:resume", {"channel": None, "pos": "b1"}))
+    h.closed()
+    h.until_deadline()
+    connect_payload(h)
+    h.receive('40{"sid":"s2"}', event("news", {"channel": None, "message": 1, "pos": "b3"}))
+    h.receive(event("hub:resume", {"channel": None, "pos": "b2", "resumed": True}))
+    h.closed()
+    h.until_deadline()
+    assert connect_payload(h) == {"tether": {"client": "client-1", "broadcast": "b3"}}

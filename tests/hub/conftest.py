@@ -274,7 +274,11 @@ class WireClient:
     """A minimal Socket.IO v5 client on one WebSocket, for namespace "/" only.
 
     Incoming events are queued in arrival order; ``frames`` keeps every raw Engine.IO text
-    frame received, for byte-exact assertions.
+    frame received, for byte-exact assertions. The hub's stream position (``pos``, in
+    every channel message, member event and broadcast) is taken out of each event's
+    payload into ``positions`` (one per event, ``None`` when absent), so the tests of the
+    wire format before continuity compare payloads as they were; ``keep_positions``
+    leaves them in.
     """
 
     stream: anyio.abc.ByteStream
@@ -290,6 +294,8 @@ class WireClient:
     _next_ack: int = 0
     closed: bool = False
     close_code: int | None = None
+    keep_positions: bool = False
+    positions: list[str | None] = field(default_factory=list)
 
     @classmethod
     async def open(cls, host: str, port: int, query: str = "") -> WireClient:
@@ -392,7 +398,15 @@ class WireClient:
         """Read one packet and file it as an event or an ack."""
         packet = await self._packet()
         if packet.type == 2:
-            self.events.append((packet.data[0], packet.data[1:]))
+            args = packet.data[1:]
+            position = None
+            if len(args) == 1 and isinstance(args[0], dict) and "pos" in args[0]:
+                position = args[0]["pos"] if self.keep_positions else args[0].pop("pos")
+                assert isinstance(position, str), f"a position is a string: {position!r}"
+            if packet.data[0] == "hub:resume" and not self.keep_positions:
+                return  # the hub's answer to a tether CONNECT, for continuity tests only
+            self.positions.append(position)
+            self.events.append((packet.data[0], args))
         elif packet.type == 3:
             assert packet.ack is not None
             self.acks[packet.ack] = packet.data

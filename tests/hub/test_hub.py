@@ -179,7 +179,8 @@ async def test_join_with_and_without_echo(hub: HubProcess) -> None:
         await a.emit("join", {"channel": ch, "echo": True})
         await a.expect("channel:join", join_event(ch, a.sid))
         assert a.frames[-1] == (
-            f'42["channel:join",{{"channel":"{ch}","message":{{"id":"{a.sid}","data":null}}}}]'
+            f'42["channel:join",{{"channel":"{ch}","message":{{"id":"{a.sid}","data":null}},'
+            f'"pos":"{a.positions[-1]}"}}]'
         )
         await join(b, ch, echo=False)
         await a.expect("channel:join", join_event(ch, b.sid))
@@ -243,7 +244,8 @@ async def test_message_to_channel_and_broadcast(hub: HubProcess) -> None:
         expected = {"channel": ch, "message": payload}
         await a.expect("chat", expected)  # echo defaults to true
         await b.expect("chat", expected)
-        assert b.frames[-1] == '42["chat",' + json.dumps(expected, separators=(",", ":")) + "]"
+        framed = {**expected, "pos": b.positions[-1]}
+        assert b.frames[-1] == '42["chat",' + json.dumps(framed, separators=(",", ":")) + "]"
 
         await a.emit("message", {"channel": ch, "eventName": "chat", "message": "x", "echo": False})
         await b.expect("chat", {"channel": ch, "message": "x"})

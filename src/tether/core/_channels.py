@@ -49,6 +49,7 @@ class Channels:
         "_positions",
         "_profile",
         "_told",
+        "_unanswered",
         "_wanted",
         "broadcast_position",
         "tracking",
@@ -65,6 +66,12 @@ class Channels:
         #: Whether the server has shown it is a hub with continuity (it gave a position):
         #: until then nothing received is looked at for positions.
         self.tracking = False
+        # Streams asked for their position (a join, or the CONNECT for the broadcasts) that
+        # delivered nothing since: only for those does the answer's position count. The hub
+        # writes the answer after the replay and the join's own ``channel:join``, and live
+        # messages may overtake it, so a position seen after the ask is newer than the
+        # answer's (specs/delivery.md §4.5).
+        self._unanswered: set[str | None] = set()
         self._last_message_id = 0
 
     @property
@@ -83,6 +90,7 @@ class Channels:
         self._wanted[channel] = echo
         if connected and self._told.get(channel) != echo:
             self._told[channel] = echo
+            self._unanswered.add(channel)
             return "join", {"channel": channel, "echo": echo}
         return None
 
@@ -124,8 +132,10 @@ class Channels:
             for channel in [c for c in told if c not in self._wanted]
         ]
         positions = self._positions or {}
+        self._unanswered = {None}  # the CONNECT asks about the broadcasts
         for channel, echo in self._wanted.items():
             told[channel] = echo
+            self._unanswered.add(channel)
             payload: dict[str, Any] = {"channel": channel, "echo": echo}
             since = positions.get(channel)
             if since is not None:
@@ -146,8 +156,10 @@ class Channels:
                 channel = payload.get("channel")
                 if channel is None:
                     self.broadcast_position = position
+                    self._unanswered.discard(None)
                 elif type(channel) is str and channel in self._wanted:
                     self._position(channel, position)
+                    self._unanswered.discard(channel)
 
     def _position(self, channel: str, position: str) -> None:
         if self._positions is None:
@@ -172,10 +184,12 @@ class Channels:
             return StreamResumed(channel, False, 0, ResumeReason.UNSUPPORTED)
         self.tracking = True
         position = answer["pos"]
-        if channel is None:
-            self.broadcast_position = position
-        elif channel in self._wanted:
-            self._position(channel, position)
+        if channel in self._unanswered:
+            self._unanswered.discard(channel)
+            if channel is None:
+                self.broadcast_position = position
+            elif channel in self._wanted:
+                self._position(channel, position)
         if since is None:
             return None  # a first join: nothing to resume
         replayed = answer.get("replayed")

@@ -11,7 +11,13 @@ Why the less obvious choices:
   after the other on that connection's reader task; different connections still run
   concurrently.
 * Rooms are named ``ch:<channel>``: every sid is also a python-socketio room, so a channel
-  named like someone's sid would otherwise receive that client's private traffic.
+  named like someone's sid would otherwise receive that client's private traffic. The
+  broadcasts go to a room too (``hub:broadcasts``), which a client enters only after its
+  CONNECT reply, with its replay first (``_streams.py``).
+* Continuity (specs/delivery.md §4): every channel message, member event and broadcast goes
+  through ``Streams``, which gives it a position in its stream's history (``_history.py``
+  in memory, ``_redis_history.py`` in Redis Streams) and delivers it; a tether client's
+  messages are delivered once per id; re-joins replay what was missed.
 * The store (``_store.py``), not the rooms, answers ``members``: rooms are per process.
 * Every reach into python-socketio's, python-engineio's or uvicorn's private API is in
   ``_compat.py``; ``_asgi.py`` sits between uvicorn and python-socketio; log hygiene (no
@@ -28,6 +34,7 @@ import contextlib
 import hmac
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,20 +47,27 @@ from . import _compat
 from ._asgi import Connection, HubASGI, connection_of
 from ._compat import CompatServer, MalformedPacketError, ReadyRedisManager, UvicornServer
 from ._config import HubConfig
+from ._history import BROADCASTS, History, MemoryHistory, stream_of
 from ._logs import ENGINEIO_LOGGER, SOCKETIO_LOGGER, install_log_hygiene
 from ._packets import OversizedPayload, hub_packet_class
 from ._paging import MAX_PAGE_LIMIT, MIN_MAX_BYTES, PageBuilder, ack_frame_overhead
+from ._redis_history import RedisHistory
 from ._sendqueue import SendQueue
 from ._store import Departed, MemoryStore, Profile, RedisStore, Store, TooManyChannels
+from ._streams import Streams, room_of
 from ._validate import (
     HubInputError,
+    Identity,
     expect_object,
     payload_size,
     read_channel,
     read_echo,
     read_event_name,
+    read_identity,
     read_members_query,
+    read_message_id,
     read_profile,
+    read_since,
 )
 
 __all__ = ["Hub", "run_hub"]
@@ -67,12 +81,12 @@ NAMESPACE = "/"
 _DRAIN_SECONDS = 2.0
 #: Members fetched from the store per step while building a legacy (unpaged) answer.
 _LEGACY_BATCH = 1000
+#: How long a new connection's greeting waits for python-socketio to finish its CONNECT.
+_GREETING_SECONDS = 5.0
+#: The hub's answer about the broadcasts, after a tether client's CONNECT (§4.5).
+HUB_RESUME = "hub:resume"
 
 _Impl = Callable[[str, object, bool], Awaitable[Any]]
-
-
-def _room(channel: str) -> str:
-    return "ch:" + channel
 
 
 def _url_host(host: str) -> str:
@@ -104,6 +118,12 @@ class Hub:
     def __init__(self, config: HubConfig | None = None) -> None:
         self.config = config or HubConfig()
         self._store: Store | None = None
+        self._history: History | None = None
+        self._streams: Streams | None = None
+        #: sid -> the tether client's identity (absent: a plain Socket.IO client).
+        self._identities: dict[str, Identity] = {}
+        #: sid -> its greeting: the broadcasts' replay and room, after the CONNECT reply.
+        self._greetings: dict[str, asyncio.Task[None]] = {}
         self._sio: Any = None
         self._manager: ReadyRedisManager | None = None
         self._server: UvicornServer | None = None
@@ -111,6 +131,7 @@ class Hub:
         self._background: set[asyncio.Task[None]] = set()
         self._serve_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._history_task: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._sock: socket.socket | None = None
         self._stopping = False
@@ -179,6 +200,18 @@ class Hub:
                     logger=logging.getLogger(SOCKETIO_LOGGER),
                 )
             self._sio = self._make_sio(manager)
+            self._history = self._make_history()
+            await self._history.start()
+            self._streams = Streams(
+                self._sio, NAMESPACE, self._history, continuity=config.history > 0
+            )
+            if isinstance(self._history, RedisHistory):
+                self._history_task = asyncio.create_task(
+                    self._history.listen(self._streams.deliver_shared)
+                )
+                await asyncio.wait_for(self._history.subscribed.wait(), timeout=10.0)
+            elif isinstance(self._history, MemoryHistory):
+                self._history_task = asyncio.create_task(self._sweep_loop(self._history))
             # Initialise now rather than on the first connection (python-socketio's default)
             # so the Redis subscription is live before anybody can connect.
             _compat.initialize_manager(self._sio)
@@ -233,6 +266,21 @@ class Hub:
         return RedisStore(
             config.redis_url, config.redis_prefix, config.node_ttl, config.max_channels_per_client
         )
+
+    def _make_history(self) -> History:
+        config = self.config
+        if config.redis_url is None:
+            return MemoryHistory(config.history, config.history_ttl, time.monotonic)
+        return RedisHistory(
+            config.redis_url, config.redis_prefix, config.history, config.history_ttl
+        )
+
+    async def _sweep_loop(self, history: MemoryHistory) -> None:
+        """Forget aged-out history and senders, so memory follows the live traffic."""
+        interval = min(10.0, max(0.5, self.config.history_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            history.sweep()
 
     def _make_sio(self, manager: Any) -> Any:
         config = self.config
@@ -309,6 +357,13 @@ class Hub:
         return False
 
     async def _teardown(self) -> None:
+        for task in [*self._greetings.values(), self._history_task]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._greetings.clear()
+        self._history_task = None
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -329,6 +384,10 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self._store.close()
             self._store = None
+        if self._history is not None:
+            with contextlib.suppress(Exception):
+                await self._history.close()
+            self._history = None
         if self._sock is not None:
             self._sock.close()  # uvicorn closes it too; closing twice is harmless
             self._sock = None
@@ -465,7 +524,53 @@ class Hub:
         conn = connection_of(environ)
         if conn is not None:
             conn.sid = sid
+        identity = read_identity(auth)
+        if identity is not None:
+            self._identities[sid] = identity
+        self._greetings[sid] = asyncio.get_running_loop().create_task(self._greet(sid))
         log.debug("connected %s", sid)
+
+    async def _greet(self, sid: str) -> None:
+        """The broadcasts for a new connection: once python-socketio has written its
+        CONNECT reply, the replay a tether client asked for, ``hub:resume``, then the room.
+
+        Every event handler of ``sid`` waits for this first (``_handler``), so the
+        ``hub:resume`` precedes anything the client's joins bring.
+        """
+        manager = self._sio.manager
+        deadline = asyncio.get_running_loop().time() + _GREETING_SECONDS
+        polls = 0
+        while not manager.is_connected(sid, NAMESPACE):
+            if manager.eio_sid_from_sid(sid, NAMESPACE) is None:
+                return  # refused, or already gone
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("%s never finished connecting; no broadcasts for it", sid)
+                return
+            polls += 1
+            # python-socketio writes the reply right after the connect handler returns.
+            await asyncio.sleep(0 if polls < 20 else 0.01)
+        identity = self._identities.get(sid)
+        assert self._streams is not None
+
+        async def announce(answer: dict[str, Any]) -> None:
+            await self._sio.emit(
+                HUB_RESUME,
+                {"channel": None, **answer},
+                to=sid,
+                namespace=NAMESPACE,
+                ignore_queue=True,
+            )
+
+        try:
+            await self._streams.enter(
+                sid,
+                BROADCASTS,
+                client=None if identity is None else identity.client,
+                since=None if identity is None else identity.broadcast,
+                announce=announce,
+            )
+        except Exception:
+            log.exception("could not resume the broadcasts for %s", sid)
 
     async def _on_disconnect(self, sid: str, *args: Any) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):
@@ -479,6 +584,12 @@ class Hub:
             conn = None if eio_sid is None else self._connection(eio_sid)
             if conn is not None and conn.websocket:
                 _compat.abort_transport(conn.transport)
+        greeting = self._greetings.pop(sid, None)
+        if greeting is not None:
+            greeting.cancel()
+        self._identities.pop(sid, None)
+        if self._streams is not None:
+            self._streams.forget(sid)
         assert self._store is not None
         try:
             departed = await self._store.remove_client(sid)
@@ -515,6 +626,9 @@ class Hub:
         async def handler(sid: str, *args: Any) -> Any:
             wants_ack = _compat.ack_requested()
             payload = args[0] if args else None
+            greeting = self._greetings.get(sid)
+            if greeting is not None and not greeting.done():
+                await asyncio.shield(greeting)  # the broadcasts' replay comes first
             try:
                 if isinstance(payload, OversizedPayload):
                     raise HubInputError(f"message larger than {max_payload} bytes")
@@ -553,32 +667,55 @@ class Hub:
         )
 
     async def _member_event(
-        self, event: str, channel: str, sid: str, profile: Profile, *, skip: str | None
-    ) -> None:
-        await self._sio.emit(
-            event,
-            {"channel": channel, "message": {"id": sid, "data": profile}},
-            room=_room(channel),
-            skip_sid=skip,
-            namespace=NAMESPACE,
+        self,
+        event: str,
+        channel: str,
+        sid: str,
+        profile: Profile,
+        *,
+        skip: str | None,
+        skip_client: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish a member event in the channel's stream; the payload, with its position."""
+        assert self._streams is not None
+        payload = {"channel": channel, "message": {"id": sid, "data": profile}}
+        await self._streams.publish(
+            stream_of(channel), event, payload, skip_sid=skip, skip_client=skip_client
         )
+        return payload
 
-    async def _join(self, sid: str, payload: object, wants_ack: bool) -> None:
+    def _client_of(self, sid: str) -> str | None:
+        identity = self._identities.get(sid)
+        return None if identity is None else identity.client
+
+    async def _join(self, sid: str, payload: object, wants_ack: bool) -> Any:
         fields = expect_object(payload)
         channel = read_channel(fields, self.config.max_channel_name)
         assert channel is not None
         echo = read_echo(fields)
+        since = read_since(fields)
         assert self._store is not None
+        assert self._streams is not None
         try:
             new, profile = await self._store.join(sid, channel, echo)
         except TooManyChannels:
             limit = self.config.max_channels_per_client
             raise HubInputError(f"too many channels (at most {limit} per client)") from None
-        await self._sio.enter_room(sid, _room(channel), namespace=NAMESPACE)
+        client = self._client_of(sid)
+        # A repeated join of this session is in the room and has seen everything since.
+        answer = await self._streams.enter(
+            sid, stream_of(channel), client=client, since=since if new else None
+        )
         if new:
             await self._member_event(
-                "channel:join", channel, sid, profile, skip=None if echo else sid
+                "channel:join",
+                channel,
+                sid,
+                profile,
+                skip=None if echo else sid,
+                skip_client=None if echo else client,
             )
+        return answer
 
     async def _leave(self, sid: str, payload: object, wants_ack: bool) -> None:
         fields = expect_object(payload)
@@ -588,11 +725,23 @@ class Hub:
         assert self._store is not None
         was_member, profile = await self._store.leave(sid, channel)
         if was_member:
-            # Still in the room here, so an echo reaches the leaver; then leave the room.
-            await self._member_event(
-                "channel:leave", channel, sid, profile, skip=None if echo else sid
+            # The room skips the leaver; its echo goes to it directly, as with Redis the
+            # room's delivery comes back after the leaver has left the room.
+            announced = await self._member_event(
+                "channel:leave",
+                channel,
+                sid,
+                profile,
+                skip=sid,
+                skip_client=None if echo else self._client_of(sid),
             )
-            await self._sio.leave_room(sid, _room(channel), namespace=NAMESPACE)
+            if echo:
+                await self._sio.emit(
+                    "channel:leave", announced, to=sid, namespace=NAMESPACE, ignore_queue=True
+                )
+            await self._sio.leave_room(sid, room_of(stream_of(channel)), namespace=NAMESPACE)
+            assert self._streams is not None
+            self._streams.forget(sid, stream_of(channel))
 
     async def _message(self, sid: str, payload: object, wants_ack: bool) -> None:
         fields = expect_object(payload)
@@ -600,14 +749,19 @@ class Hub:
         event = read_event_name(fields, self.config.max_channel_name)
         echo = read_echo(fields)
         message = fields.get("message")
+        message_id = read_message_id(fields)
         if payload_size(message) > self.config.max_payload:
             raise HubInputError(f"message larger than {self.config.max_payload} bytes")
-        await self._sio.emit(
+        client = self._client_of(sid)
+        assert self._streams is not None
+        # A repeat (an id delivered before) is answered as the first try was: success.
+        await self._streams.publish(
+            stream_of(channel),
             event,
             {"channel": channel, "message": message},
-            room=None if channel is None else _room(channel),
             skip_sid=None if echo else sid,
-            namespace=NAMESPACE,
+            skip_client=None if echo else client,
+            sender=None if client is None or message_id is None else (client, message_id),
         )
 
     async def _update(self, sid: str, payload: object, wants_ack: bool) -> None:
@@ -617,7 +771,12 @@ class Hub:
         assert self._store is not None
         for channel in await self._store.set_profile(sid, profile):
             await self._member_event(
-                "channel:update", channel, sid, profile, skip=None if echo else sid
+                "channel:update",
+                channel,
+                sid,
+                profile,
+                skip=None if echo else sid,
+                skip_client=None if echo else self._client_of(sid),
             )
 
     async def _members(self, sid: str, payload: object, wants_ack: bool) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "RESERVED_EVENTS",
     "HubInputError",
+    "Identity",
     "MembersQuery",
     "expect_object",
     "json_text",
@@ -23,8 +24,11 @@ __all__ = [
     "read_channel",
     "read_echo",
     "read_event_name",
+    "read_identity",
     "read_members_query",
+    "read_message_id",
     "read_profile",
+    "read_since",
 ]
 
 #: Socket.IO's reserved names (refused by every client) plus ``error``, which the hub itself
@@ -41,8 +45,62 @@ RESERVED_EVENTS = frozenset(
     }
 )
 
-#: Events under this prefix are the hub's own member notifications.
-HUB_EVENT_PREFIX = "channel:"
+#: Events under these prefixes are the hub's own: member notifications, and ``hub:resume``.
+HUB_EVENT_PREFIXES = ("channel:", "hub:")
+
+#: A tether client's identity (specs/delivery.md §4.1): 22 URL-safe characters, up to 64.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The longest position a client may give back; the hub's own are far shorter.
+MAX_POSITION = 256
+#: Message ids are positive integers the client counts up; JavaScript's safe integers.
+MAX_MESSAGE_ID = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a tether client is, from its CONNECT: ``client`` survives its reconnects."""
+
+    client: str
+    broadcast: str | None
+
+
+def read_identity(auth: object) -> Identity | None:
+    """The ``tether`` key of a CONNECT's auth, or ``None`` (a plain Socket.IO client, or a
+    key that is not ours: the client is then served as a plain one, never refused)."""
+    if not isinstance(auth, dict):
+        return None
+    fields = auth.get("tether")
+    if not isinstance(fields, dict):
+        return None
+    client = fields.get("client")
+    if not isinstance(client, str) or _CLIENT_ID.fullmatch(client) is None:
+        return None
+    broadcast = fields.get("broadcast")
+    if not (isinstance(broadcast, str) and 0 < len(broadcast) <= MAX_POSITION):
+        broadcast = None
+    return Identity(client, broadcast)
+
+
+def read_since(payload: Mapping[str, Any]) -> str | None:
+    """A join's ``since``: the last position the client saw in the channel."""
+    since = payload.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, str) or not since:
+        raise HubInputError(f"since must be a non-empty string, not {_kind(since)}")
+    if len(since) > MAX_POSITION:
+        raise HubInputError(f"since longer than {MAX_POSITION} characters")
+    return since
+
+
+def read_message_id(payload: Mapping[str, Any]) -> int | None:
+    """A message's ``id`` (§4.2): a positive integer, the same across the message's tries."""
+    message_id = payload.get("id")
+    if message_id is None:
+        return None
+    if type(message_id) is not int or not 0 < message_id <= MAX_MESSAGE_ID:
+        raise HubInputError(f"id must be a positive integer up to {MAX_MESSAGE_ID}")
+    return message_id
 
 
 class HubInputError(ValueError):
@@ -93,8 +151,8 @@ def read_event_name(payload: Mapping[str, Any], max_len: int) -> str:
         raise HubInputError(f"eventName longer than {max_len} characters")
     if name in RESERVED_EVENTS:
         raise HubInputError(f"eventName {name!r} is reserved")
-    if name.startswith(HUB_EVENT_PREFIX):
-        raise HubInputError(f"eventName must not start with {HUB_EVENT_PREFIX!r}")
+    if name.startswith(HUB_EVENT_PREFIXES):
+        raise HubInputError(f"eventName must not start with {name.split(':')[0] + ':'!r}")
     return name
 
 
