@@ -180,6 +180,9 @@ class Members:
         self.received = [0] * count
         self.last = [-1] * count
         self.misordered = 0
+        self.disconnects = 0
+        self.reasons: dict[str, int] = {}
+        self.join_events = 0
         self.total = 0
         self.target = 0
         self.done = anyio.Event()
@@ -199,14 +202,52 @@ class Members:
 
         return on_message
 
+    def watch(self, rt: tether.RealtimeClient) -> None:
+        """Count the member's disconnects and the ``channel:join`` announcements it gets."""
+
+        def on_disconnect(reason: Any) -> None:
+            self.disconnects += 1
+            why = str(reason)[:200]
+            self.reasons[why] = self.reasons.get(why, 0) + 1
+
+        def on_join(payload: Any) -> None:
+            self.join_events += 1
+
+        rt.on_disconnect(on_disconnect)
+        rt.on_join(on_join)
+
+    async def wait_joins(self, total: int, timeout: float) -> None:
+        """Until the members got ``total`` channel:join announcements in all."""
+        import anyio
+
+        with anyio.move_on_after(timeout):
+            while self.join_events < total:
+                await anyio.sleep(0.01)
+        if self.join_events < total:
+            message = f"{self.join_events} of {total} channel:join announcements after {timeout} s"
+            log(message)
+            raise TimeoutError(message)
+
     async def wait_for(self, total: int, timeout: float) -> None:
         import anyio
 
         self.target = total
         if self.total < total:
             self.done = anyio.Event()
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout):
                 await self.done.wait()
+        if self.total < total:
+            each = total // self.count
+            short = [i for i, n in enumerate(self.received) if n < each]
+            # Said at once: unwinding closes every client, which may outlast the watchdog.
+            message = (
+                f"{self.total} of {total} deliveries after {timeout} s: {len(short)} of "
+                f"{self.count} members short of {each} (e.g. member {short[0]}: "
+                f"{self.received[short[0]]}); {self.disconnects} disconnects {self.reasons}, "
+                f"{self.join_events} channel:join events of {self.count * (self.count - 1) // 2}"
+            )
+            log(message)
+            raise TimeoutError(message)
 
 
 async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
@@ -227,7 +268,7 @@ async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
                 sender.send(CHANNEL, EVENT, {"i": seq, "pad": PAD})
                 seq += 1
             sent += n
-            await members.wait_for(seq * members.count, args.timeout)
+            await members.wait_for(seq * members.count, args.timeout / 2)
 
     rounds = []
     async with AsyncExitStack() as stack:
@@ -238,8 +279,21 @@ async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
         await points.at("connected")
         for i, rt in enumerate(joined):
             rt.on(EVENT, members.listener(i))
-            rt.join(CHANNEL)
-        await wait_members(sender, CHANNEL, members.count)
+            members.watch(rt)
+        # Joined ``--join-batch`` at a time, each batch's announcements delivered before the
+        # next: every join is announced to the members already in (channel:join; echo off,
+        # so not to the joiner), k(k-1)/2 in all for k members. All at once, 1000 members
+        # make 499,500 announcements that queue in the hub until the members' pings time out
+        # and they are dropped, rejoin and announce again (benchmarks/README.md, "Hub
+        # fan-out").
+        t0 = time.perf_counter()
+        for first in range(0, len(joined), args.join_batch):
+            for rt in joined[first : first + args.join_batch]:
+                rt.join(CHANNEL, echo=False)
+            k = min(len(joined), first + args.join_batch)
+            await wait_members(sender, CHANNEL, k)
+            await members.wait_joins(k * (k - 1) // 2, args.timeout / 2)
+        join_s = time.perf_counter() - t0
         await points.at("joined")
         await send(args.warmup)  # not measured
         for round_no in range(args.rounds):
@@ -255,9 +309,13 @@ async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "members": members.count,
         "connect_s": connect_s,
+        "join_s": join_s,
         "rounds": rounds,
         "every_member_got_everything": complete,
         "misordered": members.misordered,
+        "disconnects": members.disconnects,
+        "disconnect_reasons": members.reasons,
+        "join_events": members.join_events,
         "received_min": min(members.received),
         "received_max": max(members.received),
         "sent": expected,
@@ -419,7 +477,11 @@ def summarise_fanout(run: dict[str, Any]) -> dict[str, Any]:
         "hub_cpu_s_joins": joined["cpu"] - connected["cpu"],
         "hub_rss_end_mb": last["rss"] / 2**20,
         "hub_rss_peak_mb": last["hwm"] / 2**20,
-        "ok": run["every_member_got_everything"] and not run["misordered"],
+        "join_s": run["join_s"],
+        "disconnects": run["disconnects"],
+        "ok": run["every_member_got_everything"]
+        and not run["misordered"]
+        and not run["disconnects"],
     }
 
 
@@ -587,6 +649,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=50, help=argparse.SUPPRESS)
+    parser.add_argument("--join-batch", type=int, default=50, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.url and not args.url.startswith("http://127.0.0.1:"):
         parser.error("only loopback hubs")
