@@ -27,7 +27,7 @@ async def main(url: str, token: str | None) -> None:
         got_it = anyio.Event()
 
         def on_chat(payload: dict[str, object]) -> None:
-            print("Got", payload)
+            print("Got", payload["message"], "in", payload["channel"])
             got_it.set()
 
         rt.on("chat-message", on_chat)

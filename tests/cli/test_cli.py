@@ -94,8 +94,9 @@ def test_connect_runs_the_typed_commands_on_an_embedded_hub(backend: str) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "connected, socket id" in out
-    assert '<- chat [{"channel": "news", "message": {"text": "hello"}}]' in out
-    assert '<- ping [{"channel": null, "message": {"n": 1}}]' in out
+    # The hub's stream position rides along (specs/delivery.md §4.3).
+    assert '<- chat [{"channel": "news", "message": {"text": "hello"}, "pos": "m:' in out
+    assert '<- ping [{"channel": null, "message": {"n": 1}, "pos": "m:' in out
     assert "members of news:" in out and '"name": "cli"' in out
     assert "<- channel:leave" in out
     assert "unknown command 'frobnicate'" in out

@@ -42,6 +42,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from integration.support import WAYS
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 START_TIMEOUT = 15.0
@@ -217,6 +219,14 @@ def hub_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def redis_server(hub_tmp: Path) -> Iterator[RedisServer]:
+    """One real Redis for every hub test that needs one; each test uses its own prefix."""
+    server = RedisServer.start(hub_tmp)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def hub(hub_tmp: Path) -> Iterator[HubProcess]:
     """One plain hub shared by the session; tests use unique channel names."""
     process = HubProcess.start("--log-level", "debug", "--max-channel-name", "64", tmp=hub_tmp)
@@ -229,6 +239,14 @@ def token_hub(hub_tmp: Path) -> Iterator[HubProcess]:
     process = HubProcess.start("--token", "s3cr3t-t0ken", "--log-level", "debug", tmp=hub_tmp)
     yield process
     assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> str:
+    """How the tether clients connect (integration/support.py's ``WAYS``): the scenarios that
+    move channel state over the wire, or restore it after a reconnect, run on each."""
+    name: str = request.param
+    return name
 
 
 def unique(name: str = "ch") -> str:

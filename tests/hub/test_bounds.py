@@ -203,13 +203,6 @@ async def test_channel_limit_per_client(limited_hub: HubProcess) -> None:
             await join(b, name)
 
 
-@pytest.fixture(scope="module")
-def redis_server(hub_tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer.start(hub_tmp)
-    yield server
-    server.stop()
-
-
 @pytest.mark.redis
 async def test_channel_limit_with_redis(redis_server: RedisServer, hub_tmp: Path) -> None:
     args = ("--redis", redis_server.url, "--redis-prefix", f"{unique('lim')}:")

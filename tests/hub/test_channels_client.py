@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 import tether
-from integration.support import WAYS, client
+from integration.support import client
 from tether.hub import HubConfig, HubThread, start_hub_in_thread
 
 from .conftest import HubProcess, RedisServer, unique
@@ -61,14 +61,6 @@ class Inbox:
 
     def messages(self, event: str) -> list[Any]:
         return [p["message"] for p in self.of(event)]
-
-
-@pytest.fixture(params=list(WAYS))
-def way(request: pytest.FixtureRequest) -> str:
-    """How the clients connect (integration/support.py's ``WAYS``): the scenarios that move
-    channel state over the wire, or restore it after a reconnect, run on each."""
-    name: str = request.param
-    return name
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 @pytest.fixture(scope="module")
-def redis_server(hub_tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer.start(hub_tmp)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}:"
 

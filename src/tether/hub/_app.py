@@ -628,7 +628,9 @@ class Hub:
             payload = args[0] if args else None
             greeting = self._greetings.get(sid)
             if greeting is not None and not greeting.done():
-                await asyncio.shield(greeting)  # the broadcasts' replay comes first
+                # The broadcasts' replay comes first. wait() does not raise when a
+                # disconnect cancelled the greeting meanwhile.
+                await asyncio.wait((greeting,))
             try:
                 if isinstance(payload, OversizedPayload):
                     raise HubInputError(f"message larger than {max_payload} bytes")

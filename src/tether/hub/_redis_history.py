@@ -255,7 +255,7 @@ class RedisHistory:
         prefix = f"r:{epoch}:"
         entries = []
         for entry_id, fields in found:
-            event, skip_client, payload = load_payload(fields["e"])
+            event, skip_client, payload = load_payload(fields[1])  # a script returns ["e", entry]
             payload["pos"] = prefix + entry_id
             entries.append(Entry(event, payload, skip_client))
         position = entries[-1].payload["pos"] if entries else head
