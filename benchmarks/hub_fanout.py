@@ -306,6 +306,9 @@ async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
             await anyio.sleep(0)
         expected = seq
         complete = all(n == expected for n in members.received)
+        # Before the clients close (each close is a disconnect of its own).
+        disconnects, reasons = members.disconnects, dict(members.reasons)
+        join_events = members.join_events
     return {
         "members": members.count,
         "connect_s": connect_s,
@@ -313,9 +316,10 @@ async def load_fanout(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": rounds,
         "every_member_got_everything": complete,
         "misordered": members.misordered,
-        "disconnects": members.disconnects,
-        "disconnect_reasons": members.reasons,
-        "join_events": members.join_events,
+        "disconnects": disconnects,
+        "disconnect_reasons": reasons,
+        "join_events": join_events,
+        "join_events_expected": members.count * (members.count - 1) // 2,
         "received_min": min(members.received),
         "received_max": max(members.received),
         "sent": expected,
