@@ -6,6 +6,8 @@ memory and CPU are its own) and a fresh load process: ``--members`` tether clien
 (``RealtimeClient(url)``, asyncio) that join one channel, and one more tether client, not a
 member, that sends to it. Both import tether from this checkout's ``src``.
 
+* **joins**: 50 members at a time, each batch's ``channel:join`` announcements delivered
+  before the next (every join is announced to the members already in: k(k-1)/2 for k).
 * **fan-out**: the sender sends ``--deliveries / members`` messages of 64 B JSON per round, in
   batches of ``--batch``; each batch is sent only once every member has every message before
   it, so no member falls more than a batch behind (the hub's send queue bound is 10,000
