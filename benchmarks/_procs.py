@@ -176,12 +176,17 @@ class NodeServer:
             os.unlink(self._log.name)
 
 
+#: This checkout's tether, imported by the clients ahead of the venv's install (an editable
+#: install may point at another worktree, whose files can be in the middle of a change).
+SRC = ROOT / "src"
+
+
 def client_env(python_path: str | None = None) -> dict[str, str]:
-    """The environment of a client process: the benchmarks importable, and with
-    ``python_path`` first, tether imported from there instead of this checkout."""
+    """The environment of a client process: the benchmarks importable, and tether imported
+    from ``python_path`` if given (another checkout's ``src``), else from this checkout's."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), python_path, env.get("PYTHONPATH", "")])
+        filter(None, [str(ROOT), python_path or str(SRC), env.get("PYTHONPATH", "")])
     )
     env.pop("PYTHONASYNCIODEBUG", None)
     env["PYTHONHASHSEED"] = "0"

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._procs import ROOT, SERVER_DIR, STARTED, BenchError, ClientRun, NodeServer
+from ._procs import ROOT, SERVER_DIR, SRC, STARTED, BenchError, ClientRun, NodeServer
 from .clients import _harness as h
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -51,6 +51,9 @@ CEILINGS: dict[str, list[str]] = {
     "bare-asyncio": ["-m", "benchmarks.clients.bare_client", "--backend", "asyncio"],
     "bare-trio": ["-m", "benchmarks.clients.bare_client", "--backend", "trio"],
 }
+TETHER_CLIENTS = ("tether-asyncio", "tether-trio")
+#: The clients ``--compare-with`` adds: tether-asyncio and tether-trio of the other tree.
+BEFORE = tuple(f"before-{name}" for name in TETHER_CLIENTS)
 KINDS = {"recv64": "json64", "recv1k": "json1k", "recvbin": "bin1k"}
 BENCHES = (*KINDS, "echo", "connect", "memory", "storm")
 WINDOW_MS = 100.0
@@ -186,6 +189,23 @@ def check_event_loop(name: str, result: dict[str, Any]) -> None:
     expected = "trio" if name.endswith("-trio") else LOOP["asyncio"]
     if result.get("event_loop") != expected:
         record_error(f"{name} ran on {result.get('event_loop')!r}, not {expected!r}")
+    check_tether_source(name, result)
+
+
+#: Where each tether client imported tether from, as the clients report it (in the JSON).
+TETHER_SOURCES: dict[str, str] = {}
+
+
+def check_tether_source(name: str, result: dict[str, Any]) -> None:
+    """A tether client must have imported the tree it stands for: this checkout's ``src``, or
+    for a ``before-`` client the ``--compare-with`` tree's."""
+    if "tether" not in name:
+        return
+    expected = str(Path(CLIENT_PYTHONPATH.get(name) or SRC).resolve())
+    source = result.get("tether_source")
+    if source is not None and str(Path(source).resolve()) != expected:
+        record_error(f"{name} imported tether from {source!r}, not {expected!r}")
+    TETHER_SOURCES.setdefault(name, source or "not reported")
 
 
 def run_client(name: str, bench_args: list[str], timeout: float) -> dict[str, Any] | None:
@@ -515,7 +535,13 @@ def markdown_report(data: dict[str, Any]) -> str:
         f"python-socketio {m['python-socketio']} (aiohttp {m['aiohttp']}), anyio {m['anyio']}, "
         f"trio {m['trio']}, wsproto {m['wsproto']}, orjson {m['orjson']}, "
         f"uvloop {m.get('uvloop', 'not recorded')}; tether at "
-        f"{m['tether commit']}. Load average before/after: {data['loadavg_before'][0]} / "
+        f"{m['tether commit']}"
+        + (
+            f" (before-* clients: {data['compare_with']['commit']}, {data['compare_with']['tree']})"
+            if data.get("compare_with")
+            else ""
+        )
+        + f". Load average before/after: {data['loadavg_before'][0]} / "
         f"{data['loadavg_after'][0]}.",
         "",
         data["table_markdown"],
@@ -599,6 +625,23 @@ def machine_info() -> dict[str, Any]:
         "uvloop": version("uvloop"),
         "tether commit": commit,
     }
+
+
+def compare_info(tree: Path | None) -> dict[str, str] | None:
+    """The ``--compare-with`` tree: its path and the commit it is at (with ``+dirty`` if its
+    files differ from that commit)."""
+    if tree is None:
+        return None
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tree), *cmd], capture_output=True, text=True, timeout=10, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = "+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return {"tree": str(tree.resolve()), "commit": commit + dirty}
 
 
 def loadavg() -> list[float]:
@@ -831,9 +874,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown bench {sorted(unknown)}; choose from {BENCHES}")
     args.benches = [b for b in BENCHES if not expanded or b in expanded]
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    if set(clients) - set(CLIENTS):
-        parser.error(f"unknown client; choose from {list(CLIENTS)}")
-    args.client_list = [c for c in CLIENTS if not clients or c in clients]
+    # --compare-with adds the before- clients (in main(), once the tree is known): they are
+    # valid names here only with it.
+    known = [*CLIENTS, *(BEFORE if args.compare_with is not None else ())]
+    unknown_clients = sorted(set(clients) - set(known))
+    if unknown_clients:
+        hint = (
+            "" if args.compare_with is not None else f" ({', '.join(BEFORE)} need --compare-with)"
+        )
+        parser.error(f"unknown client {unknown_clients}; choose from {known}{hint}")
+    args.client_list = [c for c in known if not clients or c in clients]
+    if args.compare_with is not None and not (args.compare_with / "src" / "tether").is_dir():
+        parser.error(f"--compare-with {args.compare_with}: no src/tether there")
     return args
 
 
@@ -846,14 +898,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.compare_with is not None:
         source = str((args.compare_with / "src").resolve())
-        for name in ("tether-asyncio", "tether-trio"):
+        for name in TETHER_CLIENTS:
             before = f"before-{name}"
             CLIENTS[before] = list(CLIENTS[name])
             CLIENT_PYTHONPATH[before] = source
-            if not args.clients:
-                args.client_list.append(before)
     if args.tether_transport:
-        for name in ("tether-asyncio", "tether-trio"):
+        for name in [c for c in CLIENTS if "tether" in c]:  # the before- clients too
             CLIENTS[name] = [*CLIENTS[name], "--transport", args.tether_transport]
     LOOP["asyncio"] = args.loop
     for module in (*CLIENTS.values(), *CEILINGS.values()):
@@ -862,12 +912,14 @@ def main(argv: list[str] | None = None) -> int:
     partial = bool(
         args.only
         or args.clients
-        or args.compare_with
         or args.tether_transport
         or args.loop != h.LOOPS[0]
         or args.psio_json != "orjson"
     )
-    stem = "quick" if args.quick else ("partial" if partial else "results")
+    # A full run with --compare-with (and nothing else) is the before/after record of a
+    # change (issue 10.5): compare.*, beside results.* rather than over it.
+    full = "compare" if args.compare_with is not None else "results"
+    stem = "quick" if args.quick else ("partial" if partial else full)
     out_dir = args.out or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -891,6 +943,8 @@ def main(argv: list[str] | None = None) -> int:
         "tether_transport": args.tether_transport or "default",
         "loop": args.loop,
         "psio_json": args.psio_json,
+        "compare_with": compare_info(args.compare_with),
+        "tether_sources": TETHER_SOURCES,
         "results": {},
         "errors": ERRORS,
     }

@@ -97,8 +97,20 @@ def start_watchdog(seconds: float) -> None:
     signal.alarm(math.ceil(seconds))
 
 
+def tether_source() -> str | None:
+    """The directory tether was imported from (its ``src``), if this process imported it: the
+    runner checks it, so that a ``before-`` client measures the old tree and the others this
+    checkout, not whatever tree the venv's editable install points at."""
+    module = sys.modules.get("tether")
+    file = getattr(module, "__file__", None)
+    return None if file is None else os.path.dirname(os.path.dirname(os.path.abspath(file)))
+
+
 def report(tag: str, data: dict[str, Any]) -> None:
     data = {**data, "event_loop": event_loop_name()}
+    source = tether_source()
+    if source is not None:
+        data["tether_source"] = source
     sys.stdout.write(f"{tag} {json.dumps(data)}\n")
     sys.stdout.flush()
 
