@@ -387,3 +387,34 @@ async def test_with_redis_the_history_survives_a_restart_of_every_hub_process(
             assert bob_sees.resume_of(room).resumed is True
     finally:
         hub.kill()
+
+
+async def test_concurrent_senders_reach_a_member_in_position_order(
+    embedded_hub: HubThread,
+) -> None:
+    # Positions only grow within a stream, and a member's last seen position is where it
+    # resumes: it must see a stream in position order whoever sends (specs/delivery.md §4.6).
+    room = unique("room")
+    async with connected(embedded_hub) as member:
+        member.keep_positions = True
+        assert await member.call("join", {"channel": room, "echo": False}) == []
+        async with anyio.create_task_group() as group:
+            for n in range(5):
+                group.start_soon(_send_many, embedded_hub, room, n)
+        seen: list[int] = []
+        with anyio.fail_after(20):
+            while len(seen) < 250:
+                name, _ = await member.next_event()
+                position = member.positions[-1]
+                if name == "chat" and position is not None:
+                    seen.append(int(position.rsplit(":", 1)[1]))
+        assert seen == sorted(seen) and len(set(seen)) == 250
+
+
+async def _send_many(hub: HubThread, room: str, n: int) -> None:
+    async with connected(hub, {"tether": {"client": f"order-sender-{n}"}}) as sender:
+        for i in range(50):
+            await sender.emit(
+                "message", {"channel": room, "eventName": "chat", "message": i, "id": i + 1}
+            )
+        await sender.sync()
