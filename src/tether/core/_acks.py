@@ -206,9 +206,15 @@ class Acks:
         deadlines = self._deadlines
         if deadlines is None:
             return None
-        while deadlines and not self._current(deadlines[0]):
+        waiting = self._waiting
+        while deadlines:
+            when, call_id, kind = deadlines[0]
+            # _current(), inlined: this runs after every call into the core.
+            entry = waiting.get(call_id)
+            if entry is not None and (kind == _CALL or entry.try_deadline == when):
+                return when
             heapq.heappop(deadlines)
-        return deadlines[0][0] if deadlines else None
+        return None
 
     def expire(self, now: float) -> tuple[list[int], list[Outgoing]]:
         """End what is due at ``now``: calls past their ``timeout`` fail with ``AckTimeout``

@@ -206,9 +206,12 @@ class Connection:
 
     def drain_events(self) -> list[Event]:
         """What happened since the last drain, in order; clears the list."""
-        events = self._events[:]
-        self._events.clear()
-        return events
+        events = self._events
+        if not events:  # after most calls into the core
+            return []
+        drained = events[:]
+        events.clear()
+        return drained
 
     @property
     def attempt_deadline(self) -> float | None:
@@ -279,10 +282,14 @@ class Connection:
         if timeout is not None and not (timeout > 0):
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         options = self.options
-        retries = options.retries if retries is None else retries
-        if ack_timeout is None:
-            ack_timeout = options.ack_timeout
-        check_retries(retries, ack_timeout)
+        if retries is None and ack_timeout is None:
+            # The options' own, validated when they were made.
+            retries, ack_timeout = options.retries, options.ack_timeout
+        else:
+            retries = options.retries if retries is None else retries
+            if ack_timeout is None:
+                ack_timeout = options.ack_timeout
+            check_retries(retries, ack_timeout)
         call_id = self._send_event(
             [event, *args],
             now,
@@ -407,7 +414,7 @@ class Connection:
                     else:
                         self._events.append(event)
                 else:
-                    self._on_packet(received, self._engine.size_of(message), now)
+                    self._on_packet(received, message, now)
             elif received is None:
                 return
             elif received is EngineSignal.HANDSHAKE:
@@ -600,7 +607,8 @@ class Connection:
 
     # ------------------------------------------------------------------ receiving
 
-    def _on_packet(self, packet: Packet, size: int, now: float) -> None:
+    def _on_packet(self, packet: Packet, message: str | bytes, now: float) -> None:
+        """``message``: the transport message that completed ``packet``."""
         namespace = self._namespace
         namespace.awaiting_reply = False  # the server speaks our parser
         if packet.namespace != namespace.name:
@@ -610,7 +618,7 @@ class Connection:
         if kind is _EVENT:
             # receive() delivers the events of a connected session: this one came before
             # the CONNECT reply (Socket.IO v5 §2.4 / pitfall 10) and waits for it.
-            namespace.hold(packet, size)
+            namespace.hold(packet, self._engine.size_of(message))
         elif kind is _ACK:
             # Only a written call resolves, and written calls exist only while connected
             # (the loss of their session fails them); an ACK for another id is ignored.
@@ -754,9 +762,7 @@ class Connection:
             if not self._engine.heartbeat_expired(now):
                 # A server that stops reading makes messages pile up in the outbox: the
                 # buffer's bounds and policy hold there too (specs/bounds.md).
-                outbox = self._outbox
-                self._buffer.check_room(message, outbox)
-                return None if self._buffer.admit_to_outbox(outbox, message) else _DROPPED
+                return None if self._buffer.admit_to_outbox(self._outbox, message) else _DROPPED
             self._buffer.check_room(message)  # refused before anything changed
             self.handle_timer(now=now)  # the timer's verdict lands first, then we buffer
         else:

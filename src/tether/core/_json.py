@@ -132,9 +132,14 @@ def dumps_with_binary(value: Any) -> tuple[str, list[bytes]]:
     # without building a new JSONEncoder. Binary values make it raise TypeError, and then we
     # pay for a second, numbering pass.
     try:
-        return _encode(_ENCODER, value), []
+        text = _ENCODER.encode(value)
     except TypeError:
         pass
+    except RecursionError:
+        raise ValueError("value nested too deeply to encode as JSON") from None
+    else:
+        # _encodable(), its ASCII case inlined.
+        return (text if text.isascii() else _encodable(text)), []
     attachments: list[bytes] = []
 
     def replace_binary(obj: object) -> object:

@@ -94,6 +94,11 @@ def encode_event(
     text, attachments = encode_packet(Packet(_EVENT, namespace, data, call_id))
     head = encode_frame(_MESSAGE, text)
     size = len(head)
+    if not attachments:  # the common case: one text frame
+        # Under a quarter of max_payload in characters is under it in UTF-8 bytes too.
+        if max_payload is not None and size * 4 > max_payload:
+            check_size(head, attachments, max_payload)
+        return Outgoing((head,), size, data[0], call_id, seq)
     if max_payload is not None:
         check_size(head, attachments, max_payload)
     size += sum(len(a) for a in attachments)
@@ -310,8 +315,9 @@ class BufferPolicy:
 
     def check_room(self, message: Outgoing, outbox: Outbox | None = None) -> None:
         """Raise :class:`BufferFull` if ``message`` would be refused under the ``raise``
-        policy, in the buffer or, while connected, in ``outbox``; call it before anything
-        changes, so a call that raises has no effect."""
+        policy, in the buffer or, while connected, in ``outbox``, which it does not fit in
+        (:meth:`admit_to_outbox` asks only then); call it before anything changes, so a call
+        that raises has no effect."""
         if not self.buffering or self.overflow is not OverflowPolicy.RAISE:
             return
         buffer = self.buffer
@@ -325,7 +331,7 @@ class BufferPolicy:
                 raise BufferFull(
                     f"the offline buffer is full ({len(buffer)} messages, {buffer.bytes} bytes)"
                 )
-        elif not outbox.fits(message.size, buffer.max_messages, buffer.max_bytes):
+        else:
             raise BufferFull(
                 f"{outbox.message_count} messages ({outbox.message_bytes} bytes) wait for the "
                 "server to read them: it reads slower than they are sent"
@@ -333,12 +339,13 @@ class BufferPolicy:
 
     def admit_to_outbox(self, outbox: Outbox, message: Outgoing) -> bool:
         """Queue ``message`` for the open transport within the buffer's bounds, by the
-        policy; ``False`` if it was dropped (and reported). :meth:`check_room` has already
-        refused it under ``raise``."""
+        policy; ``False`` if it was dropped (and reported). Raises :class:`BufferFull` under
+        ``raise`` (:meth:`check_room`) before anything changed."""
         buffer = self.buffer
         max_messages, max_bytes = buffer.max_messages, buffer.max_bytes
         size = message.size
         if not outbox.fits(size, max_messages, max_bytes):
+            self.check_room(message, outbox)
             if self.overflow is not OverflowPolicy.DROP_OLDEST or size > max_bytes:
                 self.report(message.event, message.call_id, "buffer full")
                 return False
