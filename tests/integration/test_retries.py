@@ -61,12 +61,12 @@ async def test_a_call_raises_the_last_tries_error(
 
 
 async def test_emits_survive_resets_and_black_holes_at_least_once(
-    proxy: FaultProxy, node_server: NodeServer, transport_kind: str
+    proxy: FaultProxy, node_server: NodeServer, way: str
 ) -> None:
+    # Every way of connecting, long-polling and the upgrade included (specs/transports.md):
+    # the retries hold across a fallback and an upgrade as on WebSocket.
     dropped: list[tether.MessageDropped] = []
-    async with client(
-        proxy.url, transport_kind, retries=5, ack_timeout=1.0, timeout=1.0, **FAST
-    ) as rt:
+    async with client(proxy.url, way, retries=5, ack_timeout=1.0, timeout=1.0, **FAST) as rt:
         rt.on_buffer_overflow(dropped.append)
         events = Recorder(rt)
         await rt.wait_connected(10)
