@@ -156,9 +156,11 @@ class Channels:
                 channel = payload.get("channel")
                 if channel is None:
                     self.broadcast_position = position
-                    self._unanswered.discard(None)
                 elif type(channel) is str and channel in self._wanted:
                     self._position(channel, position)
+                else:
+                    return
+                if self._unanswered:  # only right after a join or a CONNECT
                     self._unanswered.discard(channel)
 
     def _position(self, channel: str, position: str) -> None:

@@ -43,6 +43,9 @@ import anyio.abc
 import socketio
 import uvicorn
 
+# The event the client's core reads as the hub's answer about the broadcasts (§4.5): one name.
+from tether.core._channels import HUB_RESUME
+
 from . import _compat
 from ._asgi import Connection, HubASGI, connection_of
 from ._compat import CompatServer, MalformedPacketError, ReadyRedisManager, UvicornServer
@@ -83,8 +86,6 @@ _DRAIN_SECONDS = 2.0
 _LEGACY_BATCH = 1000
 #: How long a new connection's greeting waits for python-socketio to finish its CONNECT.
 _GREETING_SECONDS = 5.0
-#: The hub's answer about the broadcasts, after a tether client's CONNECT (§4.5).
-HUB_RESUME = "hub:resume"
 
 _Impl = Callable[[str, object, bool], Awaitable[Any]]
 

@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from tether.core import ResumeReason
+
 from ._history import BROADCASTS, History, Replay
 from ._redis_history import RedisHistory, entry_key
 
@@ -146,7 +148,7 @@ class Streams:
         if not self.continuity or client is None:
             answer = None
             if since is not None and client is not None:
-                answer = Replay([], since, False, "history off").answer(0)
+                answer = Replay([], since, False, ResumeReason.OFF).answer(0)
             await self._sio.enter_room(sid, room, namespace=self._namespace)
             if announce is not None and answer is not None:
                 await announce(answer)
