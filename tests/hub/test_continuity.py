@@ -22,7 +22,7 @@ from faults import FaultProxy
 from integration.support import client, until
 from tether.hub import HubConfig, HubThread, start_hub_in_thread
 
-from .conftest import RedisServer, connected, unique
+from .conftest import HubProcess, RedisServer, connected, unique
 from .test_hub_redis import start_node
 
 pytestmark = pytest.mark.anyio
@@ -418,3 +418,60 @@ async def _send_many(hub: HubThread, room: str, n: int) -> None:
                 "message", {"channel": room, "eventName": "chat", "message": i, "id": i + 1}
             )
         await sender.sync()
+
+
+@pytest.mark.redis
+async def test_with_redis_a_resume_says_what_it_could_not_replay(
+    redis_server: RedisServer, hub_tmp: Path
+) -> None:
+    # RedisHistory decides the reasons itself (entry ids, trim and expiry marks in Redis):
+    # the same answers as the memory history's, from a real Redis.
+    hub = HubProcess.start(
+        "--redis",
+        redis_server.url,
+        "--redis-prefix",
+        unique("reasons") + ":",
+        "--history",
+        "3",
+        "--history-ttl",
+        "1",
+        tmp=hub_tmp,
+    )
+    room = unique("room")
+    try:
+        async with (
+            connected(hub, {"tether": {"client": "redis-reasons"}}) as member,
+            connected(hub) as sender,
+        ):
+            member.keep_positions = True
+            [first] = await member.call("join", {"channel": room, "echo": False})
+            assert first["pos"].startswith("r:")
+            await member.call("leave", {"channel": room, "echo": False})
+            for i in range(5):
+                await sender.call("message", {"channel": room, "eventName": "chat", "message": i})
+            member.events.clear()
+            [trimmed] = await member.call("join", {"channel": room, "since": first["pos"]})
+            assert (trimmed["resumed"], trimmed["reason"], trimmed["replayed"]) == (
+                False,
+                "history trimmed",
+                3,
+            )
+            chats = [args[0]["message"] for name, args in member.events if name == "chat"]
+            assert chats == [2, 3, 4]  # what the history still had, in order
+            await member.call("leave", {"channel": room, "echo": False})
+            await sender.call("message", {"channel": room, "eventName": "chat", "message": 5})
+            await anyio.sleep(1.3)
+            [expired] = await member.call("join", {"channel": room, "since": trimmed["pos"]})
+            assert (expired["resumed"], expired["reason"]) == (False, "history expired")
+            await member.call("leave", {"channel": room, "echo": False})
+            epoch = first["pos"].split(":")[1]
+            for since, reason in [
+                ("r:another:1-0", "hub restarted"),
+                ("nonsense", "unknown position"),
+                (f"r:{epoch}:99999999999999-0", "unknown position"),
+            ]:
+                [answer] = await member.call("join", {"channel": room, "since": since})
+                assert (answer["resumed"], answer["reason"]) == (False, reason), since
+                await member.call("leave", {"channel": room, "echo": False})
+    finally:
+        assert hub.stop() == 0, hub.log()
