@@ -524,12 +524,17 @@ class RealtimeClient:
                 driver.pump()
             else:
                 # Write the call from this task: no task and no task switch per round trip.
-                # Bounded by the call's own timeout (a write cut off fails the transport).
+                # Bounded by the call's own timeout (a write cut off fails the transport);
+                # the caller's cancellation waits for the write (a cancelled send would).
                 driver.pump(wake_writer=False)
-                await writes.write_now(now + timeout if timeout is not None else float("inf"))
+                deadline = now + timeout if timeout is not None else float("inf")
+                await writes.write_now(deadline, for_caller=True)
             await waiter.done.wait()
         finally:
             driver.calls.pop(call_id, None)
+            if not waiter.done.is_set():
+                # Cancelled: a call nobody waits for is not sent late, nor tried again.
+                driver.core.abandon_call(call_id)
         if waiter.error is not None:
             raise waiter.error
         result = waiter.result

@@ -21,6 +21,7 @@ from tether.core import (
     Disconnected,
     MessageDropped,
     OverflowPolicy,
+    State,
 )
 
 from .helpers import Harness, ack, decode_sent, property_settings
@@ -160,6 +161,53 @@ def test_a_goodbye_ends_every_try() -> None:
     assert [f.call_id for f in step.of(AckFailed)] == [call_id]
     h.open()
     assert h.conn.buffered == 0
+
+
+def test_an_abandoned_call_still_buffered_is_withdrawn_and_never_sent() -> None:
+    h = Harness.with_options(retries=2)
+    call_id, _ = h.call("q", timeout=None)
+    h.emit("e")
+    assert h.conn.buffered == 2
+    assert h.run(lambda: h.conn.abandon_call(call_id)).events == []
+    assert h.conn.buffered == 1
+    step = h.connect()
+    assert [decode_sent(f)[1][0] for f in step.sent] == ["e"]
+    assert h.close().of(AckFailed) == []  # it ended when it was abandoned: no outcome
+
+
+def test_an_abandoned_call_queued_in_the_outbox_is_not_written() -> None:
+    h = tried(retries=2)
+    h.writing = False
+    call_id, _ = h.call("q", timeout=None)
+    h.conn.abandon_call(call_id)
+    h.writing = True
+    assert h.emit("e").sent == [h.sent[-1]]
+    assert [decode_sent(f)[1][0] for f in h.sent] == ["e"]
+
+
+def test_an_abandoned_written_call_gets_no_try_and_its_ack_is_ignored() -> None:
+    h = tried(retries=2, ack_timeout=1.0)
+    call_id, _ = h.call("q", timeout=None)
+    h.conn.abandon_call(call_id)
+    assert h.tick(1.0).sent == []  # no second try after the ack timeout
+    assert h.receive(ack(call_id, "late")).events == []
+    assert h.closed().of(AckFailed) == []
+    assert h.conn.buffered == 0  # nor after a drop
+    step = h.connect()
+    assert [f for f in step.sent if isinstance(f, str) and f.startswith("42")] == []
+
+
+def test_abandoning_a_call_that_ended_or_a_notice_changes_nothing() -> None:
+    h = tried()
+    call_id, _ = h.call("q", timeout=None)
+    h.receive(ack(call_id, "ok"))
+    assert h.run(lambda: h.conn.abandon_call(call_id)).events == []
+    h.join("room")  # a notice of the core's own: its answer still counts
+    [join] = [f for f in h.sent if decode_sent(f)[1][0] == "join"]
+    notice = ack_id(join)
+    h.conn.abandon_call(notice)
+    h.conn.abandon_call(999)  # never used
+    assert h.state is State.CONNECTED
 
 
 def test_a_dropped_tracked_emit_is_reported_once() -> None:

@@ -1,12 +1,12 @@
 """Property-based tests of the connection core: random histories, checked invariants.
 
 A Hypothesis ``RuleBasedStateMachine`` plays user, server, network and clock at once: user
-calls (open, close, emit, call, ack, join, leave, update_profile), server frames (the
-Engine.IO handshake, CONNECT replies with and without a CSR pid, CONNECT_ERROR, DISCONNECT,
-pings, events with and without offsets, acks, garbage), transport failures (a connect that
-fails, a transport that closes or breaks, late reports for old tokens) and clock jumps. After
-every step it checks the invariants of ``specs/invariants.md``; the numbers in the comments
-(I1, I2, ...) refer to that page.
+calls (open, close, emit, call, a cancelled call, ack, join, leave, update_profile), server
+frames (the Engine.IO handshake, CONNECT replies with and without a CSR pid, CONNECT_ERROR,
+DISCONNECT, pings, events with and without offsets, acks, garbage), transport failures (a
+connect that fails, a transport that closes or breaks, late reports for old tokens) and clock
+jumps. After every step it checks the invariants of ``specs/invariants.md``; the numbers in the
+comments (I1, I2, ...) refer to that page.
 
 A user call that raises must leave nothing to drain (I12): ``Harness.run`` checks it.
 
@@ -119,6 +119,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.written_calls: set[int] = set()
         self.session_calls: set[int] = set()
         self.resolved: set[int] = set()
+        self.abandoned: set[int] = set()  # resolved with no outcome: the caller gave up
         self.deadlines: dict[int, float] = {}
         # I8: the channels the server has been told about in this session.
         self.server_channels: dict[str, bool] = {}
@@ -390,6 +391,22 @@ class CoreMachine(RuleBasedStateMachine):
             self.deadlines[call_id] = self.h.now + timeout
         self.observe(step, new=name)
 
+    @precondition(lambda self: any(c not in self.resolved for c in self.call_names))
+    @rule(data=st.data())
+    def abandon_call(self, data: st.DataObject) -> None:
+        """The caller is cancelled: the call ends with no outcome, and if still buffered it
+        is withdrawn, never sent."""
+        waiting = sorted(c for c in self.call_names if c not in self.resolved)
+        call_id = data.draw(st.sampled_from(waiting))
+        step = self.h.run(lambda: self.h.conn.abandon_call(call_id))
+        assert step.events == [] and step.sent == []
+        self.resolved.add(call_id)
+        self.abandoned.add(call_id)
+        self.deadlines.pop(call_id, None)
+        name = self.call_names.pop(call_id)
+        if name in self.buffer:
+            self.buffer.remove(name)
+
     def will_refuse(self, size: int) -> bool:
         """Whether a full buffer may refuse this message (an upper bound on ``size``)."""
         opts = self.h.options
@@ -634,7 +651,7 @@ class CoreMachine(RuleBasedStateMachine):
         """I7 at the end: after close(), every call whose packet was written has resolved."""
         self.h.close()
         resolved = {e.call_id for e in self.h.events if isinstance(e, (AckReceived, AckFailed))}
-        assert self.written_calls <= resolved, "a written call never resolved"
+        assert self.written_calls <= resolved | self.abandoned, "a written call never resolved"
 
 
 CoreMachine.TestCase.settings = property_settings(200, stateful_step_count=50)

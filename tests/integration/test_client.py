@@ -14,6 +14,7 @@ are short.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -379,6 +380,45 @@ async def test_python_server_never_recovers(sio_server: SocketIOServer, way: str
         await sio_server.drop(sid)
         await events.wait(lambda e: len(e.of("connect")) == 2)
         assert rt.recovered is False
+
+
+@pytest.mark.parametrize("checkpoints", range(4))
+async def test_a_cancelled_call_never_costs_the_connection(
+    sio_server: SocketIOServer, way: str, checkpoints: int
+) -> None:
+    # The caller's cancellation lands at every point of the call's own write in turn: before
+    # it, between taking the send lock and the socket write, and after. None may fail the
+    # transport (a send cut part-way would) or cost the session.
+    async with client(sio_server, way) as rt:
+        events = Recorder(rt)
+        await connected(rt, way)
+        sid = rt.get_socket_id()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(rt.call, "slow-ack", 5, timeout=None))
+            for _ in range(checkpoints):
+                await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        assert await rt.call("slow-ack", 0, timeout=5) == "done"
+        assert events.of("disconnect") == [] and rt.get_socket_id() == sid
+
+
+async def test_a_cancelled_call_still_buffered_is_never_sent(
+    sio_server: SocketIOServer, way: str
+) -> None:
+    async with client(sio_server, way, reconnection_delay=0.3, randomization_factor=0) as rt:
+        events = Recorder(rt)
+        await connected(rt, way)
+        sid = rt.get_socket_id()
+        assert sid is not None
+        await sio_server.drop(sid)
+        await events.wait(lambda e: bool(e.of("disconnect")))
+        with anyio.move_on_after(0.01):
+            await rt.call("record", "abandoned", timeout=None)
+        rt.emit("record", "kept")
+        assert rt.buffered == 1
+        await sio_server.wait_for(lambda s: s["records"] == ["kept"])
+        assert await rt.call("slow-ack", 0, timeout=5) == "done"
+        assert (await sio_server.state())["records"] == ["kept"]
 
 
 async def test_a_written_call_fails_with_disconnected_when_the_transport_drops(

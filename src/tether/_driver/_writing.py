@@ -10,7 +10,8 @@ between, so frames go out in the order they left the outbox, whoever writes them
 Who writes:
 
 * a ``call()`` writes its own packet when nothing else is being written (no task and no task
-  switch per round trip), bounded by the call's own timeout;
+  switch per round trip), bounded by the call's own timeout and shielded from the caller's
+  cancellation, which takes effect once the write is over;
 * the reader writes what the handshake produced (the namespace CONNECT) before the connect,
   bounded by the deadline it keeps; once connected it never writes, so a peer that stopped
   reading cannot hold up the heartbeat;
@@ -90,17 +91,23 @@ class WritePath:
             self._writer_running = True
             self._task_group.start_soon(self._write_loop, name="tether writer")
 
-    async def write_now(self, deadline: float = math.inf) -> None:
+    async def write_now(self, deadline: float = math.inf, *, for_caller: bool = False) -> None:
         """Write the core's output from the calling task, unless a send is under way (then
         the writer task, woken, writes it). A write still unfinished at ``deadline`` is cut
-        off, which fails the transport."""
+        off, which fails the transport.
+
+        ``for_caller``: the task is the user's (a ``call()``). Its cancellation then waits
+        for the write to end instead: the frames have left the outbox, and a send cancelled
+        part-way would fail the transport for everyone using it (a call given up with a
+        cancel scope, Ctrl-C in the blocking client). The wait is bounded by ``deadline``
+        and by the transport's end (``close()`` force-closes it within its grace)."""
         if self._writes or self._closing:
             self.wake()
             return
         frames = self._core.data_to_send()
         if not frames:
             return
-        with anyio.CancelScope(deadline=deadline):
+        with anyio.CancelScope(deadline=deadline, shield=for_caller):
             await self._send(frames)
 
     def finish(self, last: list[str | bytes]) -> None:

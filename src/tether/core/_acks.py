@@ -129,6 +129,17 @@ class Acks:
         """The call raised at its call site (``BufferFull``): it never existed."""
         del self._waiting[call_id]
 
+    def abandon(self, call_id: int) -> int | None:
+        """The user stopped waiting for call ``call_id`` (its task was cancelled): it ends
+        without an outcome and no try follows. Returns its buffer key while it is still
+        buffered, to withdraw it; queued, the outbox skips it (:meth:`taken`); written, its
+        ACK is ignored. A call that has ended already is left alone."""
+        waiting = self._waiting.get(call_id)
+        if waiting is None or not waiting.user:
+            return None
+        del self._waiting[call_id]
+        return waiting.place if waiting.place >= 0 else None
+
     def queued(self, call_id: int, now: float) -> None:
         """The message left the buffer for the outbox (a connect's flush): a try starts."""
         waiting = self._waiting[call_id]

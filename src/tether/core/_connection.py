@@ -301,6 +301,15 @@ class Connection:
         assert call_id is not None
         return call_id
 
+    def abandon_call(self, call_id: int) -> None:
+        """The caller of ``call_id`` stopped waiting (it was cancelled): the call ends with no
+        outcome. Still in the offline buffer, it is withdrawn and never sent; queued, it is
+        not written; written, no try follows and its ACK is ignored (specs/delivery.md §2).
+        Does nothing for a call that has ended already."""
+        key = self._acks.abandon(call_id)
+        if key is not None:
+            self._buffer.buffer.withdraw(key)
+
     def ack(self, ack_id: int, *args: Any) -> None:
         """Acknowledge the server's event ``ack_id`` with ``args``.
 
