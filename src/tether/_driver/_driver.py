@@ -237,15 +237,10 @@ class Driver:
             # The client left meanwhile: nothing else runs it now.
             return fn(*args)
         # Here, not at the top: a program that never calls from another thread does not
-        # import it (and concurrent.futures) with tether.
-        import anyio.from_thread
+        # import anyio.from_thread (and concurrent.futures) with tether.
+        from ._handoff import run_in_loop
 
-        try:
-            return anyio.from_thread.run_sync(fn, *args, token=token)
-        except anyio.RunFinishedError:
-            raise RuntimeError(
-                "the event loop that entered this RealtimeClient has finished"
-            ) from None
+        return run_in_loop(token, fn, *args)
 
     async def sessions_ended(self) -> None:
         """Return once no transport session is running."""
