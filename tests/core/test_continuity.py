@@ -257,3 +257,23 @@ def test_a_broadcast_seen_before_hub_resume_wins_over_its_position() -> None:
     h.closed()
     h.until_deadline()
     assert connect_payload(h) == {"tether": {"client": "client-1", "broadcast": "b3"}}
+
+
+def test_a_refused_join_is_told_as_the_hubs_error_event_and_resumes_nothing() -> None:
+    # The hub refuses a join it answers with {"error": text} (a channel limit, say): the user
+    # hears it as the "error" event the hub sends when there is no ack to answer in.
+    h = hub_client()
+    h.connect()
+    [(call_id, _)] = join_frames(h.join("room").sent)
+    h.receive(ack(call_id, {"pos": "p1"}))
+    h.closed()
+    [(call_id, _)] = join_frames(h.connect().sent)  # offers since="p1"
+    step = h.receive(ack(call_id, {"error": "too many channels (at most 1 per client)"}))
+    refusal = {"event": "join", "message": "too many channels (at most 1 per client)"}
+    assert step.events == [EventReceived("error", (refusal,))]  # no StreamResumed
+    # Only that exact shape is a refusal: anything else is an answer like any other.
+    h.closed()
+    [(call_id, _)] = join_frames(h.connect().sent)
+    assert h.receive(ack(call_id, {"error": "x", "pos": "p2"})).events == [
+        StreamResumed("room", False, 0, None)
+    ]

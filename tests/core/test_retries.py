@@ -19,6 +19,7 @@ from tether.core import (
     AckTimeout,
     CoreOptions,
     Disconnected,
+    EventReceived,
     MessageDropped,
     OverflowPolicy,
     State,
@@ -319,3 +320,23 @@ class Tries(RuleBasedStateMachine):
 
 TestTries = Tries.TestCase
 TestTries.settings = property_settings(100, stateful_step_count=40)
+
+
+def test_a_tracked_emit_the_hub_refuses_is_told_as_its_error_event() -> None:
+    # With retries the hub answers a refused send in the ack; without, it sends the "error"
+    # event. The user hears the same either way.
+    h = tried(retries=2)
+    h.send("room", "chat", "x" * 10)
+    [frame] = h.sent
+    step = h.receive(ack(ack_id(frame), {"error": "message larger than 8 bytes"}))
+    refusal = {"event": "message", "message": "message larger than 8 bytes"}  # its wire name
+    assert step.events == [EventReceived("error", (refusal,))]
+    # A call's answer is the caller's, whatever it says; other answers end a try quietly.
+    call_id, _ = h.call("q", timeout=None)
+    assert h.receive(ack(call_id, {"error": "no"})).events == [
+        AckReceived(call_id, ({"error": "no"},))
+    ]
+    h.emit("e")
+    for answer in ([{"error": 1}], [{"error": "a", "b": 1}], [{"error": "a"}, 2], []):
+        h.emit("e")
+        assert h.receive(ack(ack_id(h.sent[-1]), *answer)).events == []

@@ -399,3 +399,33 @@ async def test_get_members_pages_a_list_larger_than_one_message(hub: HubProcess)
         assert {m.id for m in members} == {alice.get_socket_id(), bob.get_socket_id()}
         assert all(m.data == profile and not m.oversized for m in members)
         assert alice.is_connected() and reasons == []
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_refused_send_or_join_is_told_as_the_hubs_error_event(
+    way: str, retries: int
+) -> None:
+    # Without an ack the hub tells a refusal with its "error" event; with retries (a send
+    # then asks for an ack) and for every join (the core asks for the channel's position)
+    # it answers in the ack instead. The user hears the same either way.
+    hub = await anyio.to_thread.run_sync(
+        lambda: start_hub_in_thread(HubConfig(port=0, max_payload=2048, max_channels_per_client=1))
+    )
+    try:
+        async with client(hub.url, way, retries=retries) as alice:
+            errors: list[Any] = []
+            alice.on("error", errors.append)
+            await alice.wait_connected(10)
+            first, second = unique("room"), unique("room")
+            alice.join(first)
+            alice.join(second)  # over the limit of one channel
+            # Split into frames below the limit by binary attachments, too big in total.
+            alice.send(first, "chat", [b"x" * 1500, b"y" * 1500])
+            await until(lambda: len(errors) == 2)
+            assert errors == [
+                {"event": "join", "message": "too many channels (at most 1 per client)"},
+                {"event": "message", "message": "message larger than 2048 bytes"},
+            ]
+            assert alice.is_connected()
+    finally:
+        await anyio.to_thread.run_sync(hub.stop)

@@ -57,6 +57,10 @@ _RETRIES_EXHAUSTED: Final = "retries exhausted"
 #: What a notice's answer is about: the channel joined, and the position it resumes from.
 About = tuple[str, "str | None"]
 
+#: An answer that is the caller's (a tracked emit's or a notice's): the message's event
+#: name, and for a notice what it was about.
+Answered = tuple[str, "About | None"]
+
 
 @dataclass(slots=True)
 class _Waiting:
@@ -180,17 +184,19 @@ class Acks:
         if waiting.user:
             self._events.append(AckFailed(call_id, error))
 
-    def resolve(self, call_id: int | None, args: list[Any]) -> About | None:
+    def resolve(self, call_id: int | None, args: list[Any]) -> Answered | None:
         """The server's ACK for ``call_id``; one for an id we do not wait for is ignored
         (Socket.IO v5 §2.5: the JS client does the same). Only a message that was written
-        can be acknowledged. A notice's answer is for the caller: what it was about."""
+        can be acknowledged. The answer to a tracked emit or a notice is for the caller:
+        the message's event name, and what a notice was about."""
         waiting = self._waiting.get(call_id)  # type: ignore[arg-type]
         if waiting is None or waiting.place != _WRITTEN:
             return None
         del self._waiting[call_id]  # type: ignore[arg-type]
         if waiting.user:
             self._events.append(AckReceived(call_id, tuple(args)))  # type: ignore[arg-type]
-        return waiting.about
+            return None
+        return waiting.message.event, waiting.about
 
     def session_lost(self, reason: str, *, goodbye: bool = False) -> list[Outgoing]:
         """The session is gone: each written message's try has ended. Those with tries left

@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from . import _json
-from ._acks import Acks
+from ._acks import Acks, Answered
 from ._attempts import Attempts
 from ._channels import HUB_RESUME, Channels, Notice, check_channel
 from ._engine import EngineSession, EngineSignal, Phase
@@ -631,11 +631,9 @@ class Connection:
         elif kind is _ACK:
             # Only a written call resolves, and written calls exist only while connected
             # (the loss of their session fails them); an ACK for another id is ignored.
-            about = self._acks.resolve(packet.id, packet.data)
-            if about is not None:
-                channel, since = about
-                answer = packet.data[0] if packet.data else None
-                self._report_resume(self._channels.joined(channel, since, answer))
+            answered = self._acks.resolve(packet.id, packet.data)
+            if answered is not None:
+                self._answered(answered, packet.data)
         elif kind is PacketType.CONNECT:
             if connected:
                 raise DecodeError("a CONNECT reply while already connected")
@@ -710,6 +708,25 @@ class Connection:
         if channels.broadcast_position is not None:
             identity["broadcast"] = channels.broadcast_position
         return identity
+
+    def _answered(self, answered: Answered, args: list[Any]) -> None:
+        """The answer to a message the user did not ``call()``: a tracked emit (``retries``)
+        or a join of the core's own. A hub's refusal, ``{"error": text}``, reaches the user
+        as the ``error`` event the hub sends a sender that asked for no answer
+        (specs/hub-wire-format.md §4), so it is told whatever ``retries`` is."""
+        event, about = answered
+        answer = args[0] if args else None
+        if (
+            len(args) == 1
+            and type(answer) is dict
+            and len(answer) == 1
+            and type(answer.get("error")) is str
+        ):
+            refusal = {"event": event, "message": answer["error"]}
+            self._events.append(EventReceived("error", (refusal,)))
+        elif about is not None:
+            channel, since = about
+            self._report_resume(self._channels.joined(channel, since, answer))
 
     def _hub_event(self, event: EventReceived) -> None:
         """A server event of a session with a hub: keep its position; the hub's answer
