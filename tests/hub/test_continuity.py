@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 import tether
-from faults import FaultProxy
+from faults import Direction, FaultProxy
 from integration.support import client, until
 from tether.hub import HubConfig, HubThread, start_hub_in_thread
 
@@ -111,6 +111,41 @@ async def test_a_dropped_member_gets_what_it_missed_once_in_order(
         assert bob_sees.resume_of(None).resumed is True
         # The member events are in the stream too: his own old connection left.
         assert ("leave", first) in bob_sees.members
+
+
+async def test_a_drop_in_the_middle_of_a_replay_resumes_from_what_arrived(
+    embedded_hub: HubThread,
+) -> None:
+    # Bob is away while alice sends; he comes back through a slow link, and the link is cut
+    # again while his replay is still arriving. The next re-join offers the last position
+    # he saw: the rest comes, nothing twice.
+    room = unique("room")
+    count = 300
+    async with (
+        FaultProxy(embedded_hub) as proxy,
+        tether.RealtimeClient(embedded_hub.url, **FAST) as alice,
+        tether.RealtimeClient(proxy.url, **FAST) as bob,
+    ):
+        alice_sees, bob_sees = Member(alice, room), Member(bob, room)
+        await joined(alice, room)
+        await joined(bob, room)
+        proxy.refuse(True)
+        await proxy.reset()
+        for i in range(count):
+            alice.send(room, "chat", {"i": i, "pad": "x" * 200})
+        await until(lambda: len(alice_sees.chats) == count, 15)  # all in the history
+        proxy.throttle(20_000, direction=Direction.TO_CLIENT)  # ~80 messages a second
+        proxy.refuse(False)
+        await until(lambda: len(bob_sees.chats) >= 20, 15)
+        assert len(bob_sees.chats) < count  # cut mid-replay
+        await proxy.reset()
+        proxy.throttle(None)
+        await until(lambda: len(bob_sees.chats) >= count, 20)
+        await anyio.sleep(0.2)
+        assert [chat["i"] for chat in bob_sees.chats] == list(range(count))
+        assert len(set(bob_sees.positions)) == count
+        assert bob_sees.resumes[-1].channel in (room, None)
+        assert all(r.resumed for r in bob_sees.resumes), bob_sees.resumes
 
 
 async def test_close_and_open_resume_the_channels_and_the_broadcasts(
