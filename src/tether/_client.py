@@ -527,8 +527,9 @@ class RealtimeClient:
                 # Bounded by the call's own timeout (a write cut off fails the transport);
                 # the caller's cancellation waits for the write (a cancelled send would).
                 driver.pump(wake_writer=False)
-                deadline = now + timeout if timeout is not None else float("inf")
-                await writes.write_now(deadline, for_caller=True)
+                waiter.writing = anyio.CancelScope(shield=True)
+                await writes.write_for_caller(waiter.writing)
+                waiter.writing = None
             await waiter.done.wait()
         finally:
             driver.calls.pop(call_id, None)

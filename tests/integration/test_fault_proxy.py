@@ -238,3 +238,28 @@ async def test_a_short_chaos_run_leaves_a_client_that_reconnects_once_healed(
         assert await rt.call("ack", "healed", timeout=5) == "healed"
         assert len(events.of("connect")) >= 1
         assert outcomes
+
+
+async def test_a_call_whose_write_cannot_finish_fails_at_its_timeout(
+    server_factory: ServerFactory, transport_kind: str
+) -> None:
+    # The server stops reading (a black hole towards it) while a call writes a packet larger
+    # than the socket buffers: the write blocks. The call's own timeout still ends it, and
+    # the write it cut off fails the transport (half a frame cannot be followed by more).
+    # The heartbeat is long, so only the call's timeout can end this.
+    server = server_factory("node", ping_interval=25000, ping_timeout=20000, max_payload=40_000_000)
+    async with (
+        FaultProxy(server) as proxy,
+        client(proxy.url, transport_kind, **FAST) as rt,
+    ):
+        events = await connected(rt)
+        proxy.blackhole(direction=Direction.TO_SERVER)
+        started = anyio.current_time()
+        with pytest.raises(tether.AckTimeout):
+            await rt.call("ack", "x" * 16_000_000, timeout=1.0)
+        assert anyio.current_time() - started < 10
+        await events.wait(lambda e: bool(e.of("disconnect")))
+        assert events.of("disconnect") == ["transport error"]
+        proxy.blackhole(False)
+        await events.wait(lambda e: len(e.of("connect")) == 2)
+        assert await rt.call("ack", "after", timeout=5) == "after"

@@ -67,12 +67,15 @@ T = TypeVar("T")
 class CallWaiter:
     """Where a ``call()`` waits for its outcome."""
 
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("done", "error", "result", "writing")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.result: tuple[Any, ...] = ()
         self.error: BaseException | None = None
+        #: The scope of the call's own write while it writes: cancelled when the call
+        #: fails meanwhile (its timeout, its session lost), which cuts the write off.
+        self.writing: anyio.CancelScope | None = None
 
 
 class ConnectWatch:
@@ -296,6 +299,8 @@ class Driver:
                     waiter.error = event.error
                     waiter.done.set()
                     self.caller_woken = True
+                    if waiter.writing is not None:
+                        waiter.writing.cancel()
             elif kind is OpenTransport:
                 self._start_session(event)
             elif kind is CloseTransport:

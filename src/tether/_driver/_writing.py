@@ -91,24 +91,39 @@ class WritePath:
             self._writer_running = True
             self._task_group.start_soon(self._write_loop, name="tether writer")
 
-    async def write_now(self, deadline: float = math.inf, *, for_caller: bool = False) -> None:
+    async def write_now(self, deadline: float = math.inf) -> None:
         """Write the core's output from the calling task, unless a send is under way (then
         the writer task, woken, writes it). A write still unfinished at ``deadline`` is cut
-        off, which fails the transport.
-
-        ``for_caller``: the task is the user's (a ``call()``). Its cancellation then waits
-        for the write to end instead: the frames have left the outbox, and a send cancelled
-        part-way would fail the transport for everyone using it (a call given up with a
-        cancel scope, Ctrl-C in the blocking client). The wait is bounded by ``deadline``
-        and by the transport's end (``close()`` force-closes it within its grace)."""
+        off, which fails the transport."""
         if self._writes or self._closing:
             self.wake()
             return
         frames = self._core.data_to_send()
         if not frames:
             return
-        with anyio.CancelScope(deadline=deadline, shield=for_caller):
+        with anyio.CancelScope(deadline=deadline):
             await self._send(frames)
+
+    async def write_for_caller(self, scope: anyio.CancelScope) -> None:
+        """:meth:`write_now` for a ``call()``, inside ``scope``, which must be shielded.
+
+        The caller's own cancellation waits for the write to end: the frames have left the
+        outbox, and a send cancelled part-way would fail the transport for everyone using
+        it (a call given up with a cancel scope, Ctrl-C in the blocking client). The call's
+        timeout bounds the write all the same: the core's deadline ends the call and the
+        driver cancels ``scope`` (``CallWaiter.writing``). A write cut off fails the
+        transport, and says so at once: the reader, which ran the deadline, may be waiting
+        for the peer already. A scope without a deadline costs no timer for every call."""
+        if self._writes or self._closing:
+            self.wake()
+            return
+        frames = self._core.data_to_send()
+        if not frames:
+            return
+        with scope:
+            await self._send(frames)
+        if scope.cancelled_caught:
+            self._lost(TRANSPORT_ERROR)
 
     def finish(self, last: list[str | bytes]) -> None:
         """The core closed this transport: write ``last`` (what it queued before closing)
