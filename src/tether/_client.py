@@ -528,7 +528,7 @@ class RealtimeClient:
                 # the caller's cancellation waits for the write (a cancelled send would).
                 driver.pump(wake_writer=False)
                 waiter.writing = anyio.CancelScope(shield=True)
-                await writes.write_for_caller(waiter.writing)
+                await writes.write_now(waiter.writing)
                 waiter.writing = None
             await waiter.done.wait()
         finally:

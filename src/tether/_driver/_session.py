@@ -234,7 +234,7 @@ class TransportSession:
                         writes.wake()
                     else:
                         # The namespace CONNECT, bounded by the deadline this task keeps.
-                        await writes.write_now(deadlines.target)
+                        await writes.write_now(anyio.CancelScope(deadline=deadlines.target))
                         if current_time() >= deadlines.target:
                             deadlines.deadline_passed(transport)
                 if driver.caller_woken:

@@ -24,7 +24,6 @@ half a frame on the stream; the driver then reconnects.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Final
 
@@ -91,29 +90,20 @@ class WritePath:
             self._writer_running = True
             self._task_group.start_soon(self._write_loop, name="tether writer")
 
-    async def write_now(self, deadline: float = math.inf) -> None:
-        """Write the core's output from the calling task, unless a send is under way (then
-        the writer task, woken, writes it). A write still unfinished at ``deadline`` is cut
-        off, which fails the transport."""
-        if self._writes or self._closing:
-            self.wake()
-            return
-        frames = self._core.data_to_send()
-        if not frames:
-            return
-        with anyio.CancelScope(deadline=deadline):
-            await self._send(frames)
+    async def write_now(self, scope: anyio.CancelScope) -> None:
+        """Write the core's output from the calling task, inside ``scope``, unless a send is
+        under way (then the writer task, woken, writes it). A write that ``scope`` cuts off
+        fails the transport.
 
-    async def write_for_caller(self, scope: anyio.CancelScope) -> None:
-        """:meth:`write_now` for a ``call()``, inside ``scope``, which must be shielded.
-
-        The caller's own cancellation waits for the write to end: the frames have left the
-        outbox, and a send cancelled part-way would fail the transport for everyone using
-        it (a call given up with a cancel scope, Ctrl-C in the blocking client). The call's
-        timeout bounds the write all the same: the core's deadline ends the call and the
-        driver cancels ``scope`` (``CallWaiter.writing``). A write cut off fails the
-        transport, and says so at once: the reader, which ran the deadline, may be waiting
-        for the peer already. A scope without a deadline costs no timer for every call."""
+        The reader bounds its write with its deadline. A ``call()`` passes a shielded scope
+        without a deadline (no timer per call): its own cancellation waits for the write to
+        end, since the frames have left the outbox and a send cancelled part-way would fail
+        the transport for everyone using it (a call given up with a cancel scope, Ctrl-C in
+        the blocking client); its timeout still bounds the write, as the core's deadline
+        ends the call and the driver cancels the scope (``CallWaiter.writing``). Once
+        connected a cut-off write reports the transport lost at once: the reader, which ran
+        that deadline, may be waiting for the peer already. Before, the reader handles its
+        own deadline (the attempt's timeout)."""
         if self._writes or self._closing:
             self.wake()
             return
@@ -122,7 +112,7 @@ class WritePath:
             return
         with scope:
             await self._send(frames)
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and self._core.is_connected:
             self._lost(TRANSPORT_ERROR)
 
     def finish(self, last: list[str | bytes]) -> None:
