@@ -1,8 +1,10 @@
-"""Helpers for driver tests: a scripted Socket.IO server on the in-memory transport."""
+"""Helpers for driver tests: a scripted Socket.IO server on the in-memory transport, and a
+plain thread to call the client from."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,21 @@ from tether.transport import MemoryConnector, MemoryPeer
 OPEN_PACKET = (
     '0{"sid":"eio-%d","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":1000000}'
 )
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a plain thread (no event loop, not anyio's); its result or exception."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("ok", fn()))
+        except BaseException as exc:
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -7,7 +7,6 @@ Not ``async`` tests: each one owns the event loop's life, to end it at the wrong
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import warnings
 from typing import Any
@@ -21,6 +20,8 @@ import tether
 from tether._driver._handoff import LOOP_CHECK_INTERVAL, run_in_loop
 from tether.transport import MemoryConnector
 
+from .helpers import in_thread
+
 
 def test_a_call_handed_to_an_asyncio_loop_closed_before_it_ran_raises() -> None:
     # A loop driven by run_until_complete: the client is entered, then the loop is not run
@@ -31,16 +32,7 @@ def test_a_call_handed_to_an_asyncio_loop_closed_before_it_ran_raises() -> None:
         "http://example.test", transport=MemoryConnector(), auto_connect=False
     )
     loop.run_until_complete(rt.__aenter__())
-    outcome: list[BaseException] = []
-
-    def emit() -> None:
-        try:
-            rt.emit("never")
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=emit)
-    thread.start()
+    thread, outcome = in_thread(lambda: rt.emit("never"))
     time.sleep(2 * LOOP_CHECK_INTERVAL)
     assert thread.is_alive()  # waiting: the loop is not running
     with warnings.catch_warnings():
@@ -48,8 +40,8 @@ def test_a_call_handed_to_an_asyncio_loop_closed_before_it_ran_raises() -> None:
         loop.close()
     thread.join(10 * LOOP_CHECK_INTERVAL)
     assert not thread.is_alive()
-    [error] = outcome
-    assert isinstance(error, RuntimeError) and "has finished" in str(error)
+    [(kind, error)] = outcome
+    assert kind == "error" and isinstance(error, RuntimeError) and "has finished" in str(error)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

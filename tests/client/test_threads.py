@@ -21,28 +21,13 @@ import pytest
 import tether
 from tether.transport import MemoryConnector
 
-from .helpers import ScriptedServer, wait_until
+from .helpers import ScriptedServer, in_thread, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
 def client(connector: MemoryConnector, **options: Any) -> tether.RealtimeClient:
     return tether.RealtimeClient("http://example.test", transport=connector, **options)
-
-
-def in_thread(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` in a plain thread (no event loop, not anyio's); its result or exception."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(("ok", fn()))
-        except BaseException as exc:
-            outcome.append(("error", exc))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 async def join(thread: threading.Thread) -> None:

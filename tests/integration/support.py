@@ -112,3 +112,12 @@ async def connected(rt: tether.RealtimeClient, way: str, timeout: float = 10.0) 
     await rt.wait_connected(timeout)
     final = WAYS[way].final
     await until(lambda: rt.transport_name == final, timeout)
+
+
+async def dropped(server: SocketIOServer, rt: tether.RealtimeClient, events: Recorder) -> str:
+    """Cut ``rt``'s transport at ``server`` and wait until the client noticed; its old sid."""
+    sid = rt.get_socket_id()
+    assert sid is not None
+    await server.drop(sid)
+    await events.wait(lambda e: bool(e.of("disconnect")))
+    return sid

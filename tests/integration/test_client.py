@@ -25,7 +25,7 @@ import pytest
 import tether
 from servers.handles import ServerFactory, ServerKind, SocketIOServer
 
-from .support import Recorder, client, connected, drop_reason, kill_reason, until
+from .support import Recorder, client, connected, drop_reason, dropped, kill_reason, until
 
 pytestmark = pytest.mark.anyio
 
@@ -271,10 +271,7 @@ async def test_offline_emits_are_flushed_in_order_after_reconnect(
         rt.on("echo", echoes.append)
         events = Recorder(rt)
         await connected(rt, way)
-        sid = rt.get_socket_id()
-        assert sid is not None
-        await sio_server.drop(sid)
-        await events.wait(lambda e: bool(e.of("disconnect")))
+        await dropped(sio_server, rt, events)
         for i in range(5):
             rt.emit("echo", i)
         assert rt.buffered == 5
@@ -408,10 +405,7 @@ async def test_a_cancelled_call_still_buffered_is_never_sent(
     async with client(sio_server, way, reconnection_delay=0.3, randomization_factor=0) as rt:
         events = Recorder(rt)
         await connected(rt, way)
-        sid = rt.get_socket_id()
-        assert sid is not None
-        await sio_server.drop(sid)
-        await events.wait(lambda e: bool(e.of("disconnect")))
+        await dropped(sio_server, rt, events)
         with anyio.move_on_after(0.01):
             await rt.call("record", "abandoned", timeout=None)
         rt.emit("record", "kept")
