@@ -18,8 +18,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_DIR = Path(__file__).resolve().parent / "server"
@@ -77,6 +78,20 @@ class Started:
 
 
 STARTED = Started()
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Run a bench's entry point: SIGTERM ends it through its ``finally`` blocks (so what it
+    started is stopped), and every process it started is stopped when it returns."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sys.exit(main())
+    finally:
+        STARTED.stop_all()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:

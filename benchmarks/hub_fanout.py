@@ -53,7 +53,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ._procs import ROOT, STARTED, BenchError, LineReader, client_env, stop_process
+from ._procs import ROOT, STARTED, BenchError, LineReader, client_env, run_main, stop_process
 
 if TYPE_CHECKING:
     import tether
@@ -680,13 +680,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # so that the finally blocks stop what was started
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        sys.exit(main())
-    finally:
-        STARTED.stop_all()
+    run_main(main)

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._procs import ROOT, SERVER_DIR, SRC, STARTED, BenchError, ClientRun, NodeServer
+from ._procs import (
+    ROOT,
+    SERVER_DIR,
+    SRC,
+    STARTED,
+    BenchError,
+    ClientRun,
+    NodeServer,
+    run_main,
+)
 from .clients import _harness as h
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -995,13 +1003,5 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if data["errors"] else 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # so that the finally blocks stop what was started
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        sys.exit(main())
-    finally:
-        STARTED.stop_all()
+    run_main(main)
