@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -575,6 +576,20 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> int:
         "raw": [],
     }
     histories = [int(h) for h in args.history.split(",")]
+
+    def measure(
+        kind: str, history: int, load_args: list[str], summarise: Callable[[Any], Any]
+    ) -> None:
+        """One configuration: its raw run and summary kept, or its error."""
+        try:
+            run = run_config(kind, history, load_args, args.timeout)
+        except BenchError as exc:
+            data["errors"].append(str(exc))
+            log(f"error: {exc}")
+            return
+        data["raw"].append(run)
+        data[kind].append(summarise(run))
+
     if "fanout" in args.only:
         data["fanout"] = []
         for n, members in enumerate(int(m) for m in args.members.split(",")):
@@ -587,14 +602,7 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> int:
                 load_args = ["--members", str(members), "--messages", str(messages)]
                 load_args += ["--warmup", str(warmup)]
                 load_args += ["--rounds", str(args.rounds), "--batch", str(args.batch)]
-                try:
-                    run = run_config("fanout", history, load_args, args.timeout)
-                except BenchError as exc:
-                    data["errors"].append(str(exc))
-                    log(f"error: {exc}")
-                    continue
-                data["raw"].append(run)
-                data["fanout"].append(summarise_fanout(run))
+                measure("fanout", history, load_args, summarise_fanout)
     if "memory" in args.only:
         data["memory"] = []
         for history in histories:
@@ -602,14 +610,7 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> int:
             log(f"memory: {args.channels} channels × {per_channel} messages, history {history}")
             load_args = ["--channels", str(args.channels), "--per-channel", str(per_channel)]
             load_args += ["--batch", str(args.batch)]
-            try:
-                run = run_config("memory", history, load_args, args.timeout)
-            except BenchError as exc:
-                data["errors"].append(str(exc))
-                log(f"error: {exc}")
-                continue
-            data["raw"].append(run)
-            data["memory"].append(summarise_memory(run))
+            measure("memory", history, load_args, summarise_memory)
     STARTED.stop_all()
     data["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     data["runtime_s"] = round(time.monotonic() - started, 1)
